@@ -1,0 +1,1 @@
+"""Data layer: sources (``KIND:PATH``), the simulator, validation with quarantine, and labels."""

@@ -1,0 +1,65 @@
+"""The one exception hierarchy of prognos.
+
+Third-party errors are translated where they enter (``raise ... from exc``) so callers, the CLI and
+(later) the HTTP layer only ever handle these types.
+"""
+
+from __future__ import annotations
+
+
+class PrognosError(Exception):
+    """Base of every error prognos raises on purpose."""
+
+
+class ConfigError(PrognosError):
+    """A setting, spec or YAML config is invalid or missing."""
+
+
+class DataSourceError(PrognosError):
+    """A data source string or file cannot be read (bad ``KIND:PATH``, missing file, bad format)."""
+
+
+class SchemaError(PrognosError):
+    """Data does not have the columns or types its fleet spec declares."""
+
+
+class DataValidationError(PrognosError):
+    """A batch failed validation in a way that leaves nothing usable."""
+
+
+class LabelError(PrognosError):
+    """Labels cannot be derived (wrong data shape for the label rule, missing event log, ...)."""
+
+
+class NotFittedError(PrognosError):
+    """A transformer or model was used before ``fit``."""
+
+
+class UnknownAssetError(PrognosError):
+    """An asset id that the store or model has never seen."""
+
+
+class ReadingRejectedError(PrognosError):
+    """A single reading cannot be accepted; ``reason`` names the rule it broke."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class DuplicateReadingError(ReadingRejectedError):
+    """A reading for an (asset, time) that was already accepted."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="duplicate")
+
+
+class OutOfOrderReadingError(ReadingRejectedError):
+    """A reading older than the asset's latest accepted one."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="out_of_order")
+
+
+class StateStoreError(PrognosError):
+    """The online feature state store (e.g. Redis) is unreachable or returned garbage."""
