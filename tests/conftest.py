@@ -1,0 +1,59 @@
+"""Shared fixtures: real C-MAPSS paths and real services on 127.0.0.1.
+
+A test that needs a service is marked ``services``. Without the service it skips with the reason on
+a user's machine; under CI (``CI=true``) a missing service fails the test instead.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CMAPSS_DIR = REPO.parent / "shared" / "data" / "cmapss"
+REDIS_URL = os.environ.get("PROGNOS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _missing_service(reason: str) -> None:
+    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        pytest.fail(f"service unavailable under CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def cmapss_dir() -> Path:
+    if not (CMAPSS_DIR / "train_FD001.txt").exists():
+        _missing_service(f"C-MAPSS data not found at {CMAPSS_DIR}")
+    return CMAPSS_DIR
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A reachable Redis URL; the test gets a fresh key namespace via ``redis_namespace``."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        _missing_service(f"Redis not reachable at {REDIS_URL}: {exc}")
+    finally:
+        client.close()
+    yield REDIS_URL
+
+
+@pytest.fixture
+def redis_namespace(redis_url: str) -> Iterator[str]:
+    import redis
+
+    namespace = f"prognos-test-{uuid.uuid4().hex[:8]}"
+    yield namespace
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(f"{namespace}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
