@@ -1,0 +1,209 @@
+"""The online path: one new reading in, that asset's feature row out.
+
+Per asset the state keeps the last ``history_length`` normalised channel vectors in a ring buffer
+plus the running EWMAs; features come from :func:`window_features`, the same arithmetic the offline
+path runs over whole histories.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from prognos.errors import (
+    DuplicateReadingError,
+    OutOfOrderReadingError,
+    ReadingRejectedError,
+    SchemaError,
+)
+from prognos.features.kernels import ewma_step, window_features
+from prognos.features.pipeline import FeaturePipeline
+from prognos.features.stores import MemoryStateStore, StateStore
+from prognos.fleet import ASSET, TIME
+
+_HEADER = struct.Struct("<qqq")  # count, last_time, head
+_ONE = np.ones((1, 1))
+_ZERO = np.zeros((1, 1))
+
+
+@dataclass
+class AssetState:
+    """What one asset's online features depend on; small and fixed-size (a few KB)."""
+
+    count: int
+    last_time: int
+    head: int
+    history: NDArray[np.float64]  # (history_length, channels) ring buffer, newest at ``head``
+    ewma: NDArray[np.float64]  # (len(ewma_spans), channels)
+
+    def to_bytes(self) -> bytes:
+        return (
+            _HEADER.pack(self.count, self.last_time, self.head)
+            + self.history.tobytes()
+            + self.ewma.tobytes()
+        )
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, history_shape: tuple[int, int], n_ewma: int) -> AssetState:
+        count, last_time, head = _HEADER.unpack_from(raw)
+        n_hist = history_shape[0] * history_shape[1]
+        expected = _HEADER.size + 8 * (n_hist + n_ewma * history_shape[1])
+        if len(raw) != expected:
+            raise ValueError(f"state is {len(raw)} bytes, expected {expected}")
+        values = np.frombuffer(raw, dtype=np.float64, offset=_HEADER.size).copy()
+        return cls(
+            count=count,
+            last_time=last_time,
+            head=head,
+            history=values[:n_hist].reshape(history_shape),
+            ewma=values[n_hist:].reshape(n_ewma, history_shape[1]),
+        )
+
+
+def time_key(value: Any) -> int:
+    """Readings' time as an integer: cycles as they are, timestamps as nanoseconds since epoch."""
+    if isinstance(value, bool):
+        raise TypeError("time must be a cycle number or a timestamp, not a boolean")
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        if not math.isfinite(value) or value != int(value):
+            raise TypeError(f"cycle must be a whole number, got {value!r}")
+        return int(value)
+    if isinstance(value, (datetime, pd.Timestamp, np.datetime64, str)):
+        return int(pd.Timestamp(value).value)
+    raise TypeError(f"time must be a cycle number or a timestamp, got {type(value).__name__}")
+
+
+class OnlineFeatures:
+    """Feature rows for readings as they arrive, with state in any :class:`StateStore`."""
+
+    def __init__(self, pipeline: FeaturePipeline, store: StateStore | None = None) -> None:
+        pipeline._check_fitted()
+        self.pipeline = pipeline
+        self.store = store if store is not None else MemoryStateStore()
+        self._spec = pipeline.spec_
+        self._layout = pipeline.layout_
+        self._history_shape = (self._spec.history_length, self._layout.n_channels)
+        self._alphas = self._spec.ewma_alphas
+        self._settings = list(pipeline.fleet.setting_names)
+        self._sensors = list(pipeline.sensors_)
+        ranges = [pipeline.fleet.channel(n) for n in self._settings + self._sensors]
+        self._lo = np.array([-np.inf if c.min is None else c.min for c in ranges])
+        self._hi = np.array([np.inf if c.max is None else c.max for c in ranges])
+        self.fingerprint = hashlib.sha256(
+            repr((self._layout, self._history_shape, self._alphas)).encode()
+        ).hexdigest()[:12]
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self._layout.names
+
+    def decode_state(self, raw: bytes) -> AssetState:
+        return AssetState.from_bytes(raw, self._history_shape, len(self._alphas))
+
+    def update(self, reading: Mapping[str, Any]) -> NDArray[np.float64]:
+        """Accept one reading and return the asset's feature row (``feature_names`` order).
+
+        Raises :class:`ReadingRejectedError` subclasses naming the problem (missing or non-numeric
+        value, out of range, duplicate or out-of-order time); a rejected reading changes nothing.
+        """
+        asset, when, values = self._parse(reading)
+        settings = values[None, : len(self._settings)]
+        sensors = values[None, len(self._settings) :]
+        channels, regime = self.pipeline.channel_values(settings, sensors)
+        row: NDArray[np.float64] = self.store.update(
+            str(asset), lambda state: self._advance(state, when, channels[0], int(regime[0]))
+        )
+        return row
+
+    def _parse(self, reading: Mapping[str, Any]) -> tuple[Any, int, NDArray[np.float64]]:
+        missing = [c for c in (ASSET, TIME, *self._settings, *self._sensors) if c not in reading]
+        if missing:
+            raise SchemaError(f"reading lacks fields {missing}")
+        asset = reading[ASSET]
+        if asset is None or (isinstance(asset, float) and math.isnan(asset)) or asset == "":
+            raise ReadingRejectedError("reading has no asset id", reason="missing")
+        try:
+            when = time_key(reading[TIME])
+        except (TypeError, ValueError) as exc:
+            raise ReadingRejectedError(f"asset {asset}: bad time: {exc}", reason="type") from exc
+        names = self._settings + self._sensors
+        try:
+            values = np.array([float(reading[n]) for n in names], dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ReadingRejectedError(
+                f"asset {asset} time {when}: non-numeric value: {exc}", reason="type"
+            ) from exc
+        bad = np.isnan(values)
+        if bad.any():
+            raise ReadingRejectedError(
+                f"asset {asset} time {when}: missing values for {_pick(names, bad)}",
+                reason="missing",
+            )
+        bad = (values < self._lo) | (values > self._hi)
+        if bad.any():
+            detail = ", ".join(
+                f"{names[j]}={values[j]} outside [{self._lo[j]}, {self._hi[j]}]"
+                for j in np.flatnonzero(bad)
+            )
+            raise ReadingRejectedError(f"asset {asset} time {when}: {detail}", reason="out_of_range")
+        return asset, when, values
+
+    def _advance(
+        self, state: AssetState | None, when: int, channels: NDArray[np.float64], regime: int
+    ) -> tuple[AssetState, NDArray[np.float64]]:
+        if state is None:
+            state = AssetState(
+                count=1,
+                last_time=when,
+                head=0,
+                history=np.zeros(self._history_shape),
+                ewma=np.repeat(channels[None, :], len(self._alphas), axis=0),
+            )
+            state.history[0] = channels
+        else:
+            if when == state.last_time:
+                raise DuplicateReadingError(f"a reading at time {when} was already accepted")
+            if when < state.last_time:
+                raise OutOfOrderReadingError(
+                    f"reading at time {when} is older than the latest accepted ({state.last_time})"
+                )
+            state.count += 1
+            state.last_time = when
+            state.head = (state.head + 1) % self._history_shape[0]
+            state.history[state.head] = channels
+            for e, alpha in enumerate(self._alphas):
+                state.ewma[e] = ewma_step(state.ewma[e], channels, alpha)
+        return state, self._features(state, regime)
+
+    def _features(self, state: AssetState, regime: int) -> NDArray[np.float64]:
+        layout, size = self._layout, self._history_shape[0]
+        history, head, count = state.history, state.head, state.count
+        out = np.empty((1, layout.n_features))
+
+        def lagged(k: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+            back = min(k, count - 1)
+            return history[(head - back) % size][None, :], _ONE if k < count else _ZERO
+
+        window_features(lagged, np.array([[float(count)]]), self._spec, layout, out)
+        for e, span in enumerate(self._spec.ewma_spans):
+            out[0, layout.block_slice(f"ewma_{span}")] = state.ewma[e]
+        if "age" in layout.extras:
+            out[0, layout.extra_column("age")] = float(count)
+        if "regime" in layout.extras:
+            out[0, layout.extra_column("regime")] = float(regime)
+        return out[0]
+
+
+def _pick(names: list[str], mask: NDArray[np.bool_]) -> list[str]:
+    return [names[j] for j in np.flatnonzero(mask)]

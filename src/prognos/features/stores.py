@@ -1,0 +1,170 @@
+"""Where online feature state lives: in process by default, Redis when a URL is configured.
+
+Both stores offer one atomic read-modify-write, ``update``, so two workers or replicas feeding the
+same asset never lose a reading: Redis does it with WATCH/MULTI optimistic transactions.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import redis
+
+from prognos.errors import StateStoreError
+
+if TYPE_CHECKING:
+    from prognos.config import Settings
+    from prognos.features.online import AssetState
+
+T = TypeVar("T")
+Advance = Callable[["AssetState | None"], "tuple[AssetState, T]"]
+
+
+class StateStore(Protocol):
+    """Per-asset online feature state keyed by the asset id (as a string)."""
+
+    def get(self, asset_id: str) -> AssetState | None: ...
+
+    def update(self, asset_id: str, advance: Advance[T]) -> T:
+        """Atomically load the state, apply ``advance`` and save the new state; return its result.
+
+        If ``advance`` raises, nothing is saved.
+        """
+        ...
+
+    def delete(self, asset_id: str) -> None: ...
+
+    def assets(self) -> list[str]: ...
+
+    def ping(self) -> bool: ...
+
+
+class MemoryStateStore:
+    """In-process state: the embedded default (one process, any number of threads)."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, AssetState] = {}
+        self._lock = threading.Lock()
+
+    def get(self, asset_id: str) -> AssetState | None:
+        return self._states.get(asset_id)
+
+    def update(self, asset_id: str, advance: Advance[T]) -> T:
+        with self._lock:
+            current = self._states.get(asset_id)
+            # ``advance`` may mutate in place; it validates before mutating, so work on a copy only
+            # when there is something to lose.
+            state, result = advance(None if current is None else _copy(current))
+            self._states[asset_id] = state
+            return result
+
+    def delete(self, asset_id: str) -> None:
+        with self._lock:
+            self._states.pop(asset_id, None)
+
+    def assets(self) -> list[str]:
+        return list(self._states)
+
+    def ping(self) -> bool:
+        return True
+
+
+def _copy(state: AssetState) -> AssetState:
+    from prognos.features.online import AssetState
+
+    return AssetState(
+        count=state.count,
+        last_time=state.last_time,
+        head=state.head,
+        history=state.history.copy(),
+        ewma=state.ewma.copy(),
+    )
+
+
+class RedisStateStore:
+    """State in Redis, shared by every worker and replica that points at the same server."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        decode: Callable[[bytes], AssetState],
+        namespace: str = "prognos",
+        timeout: float = 1.0,
+    ) -> None:
+        self._client: Any = redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        self._decode = decode
+        self._prefix = f"{namespace}:state:"
+
+    def _key(self, asset_id: str) -> str:
+        return self._prefix + asset_id
+
+    def get(self, asset_id: str) -> AssetState | None:
+        try:
+            raw = self._client.get(self._key(asset_id))
+        except redis.RedisError as exc:
+            raise StateStoreError(f"Redis unavailable reading state of {asset_id}: {exc}") from exc
+        return None if raw is None else self._decode(raw)
+
+    def update(self, asset_id: str, advance: Advance[T]) -> T:
+        key = self._key(asset_id)
+        try:
+            with self._client.pipeline() as pipe:
+                while True:
+                    try:
+                        pipe.watch(key)
+                        raw = pipe.get(key)
+                        state, result = advance(None if raw is None else self._decode(raw))
+                        pipe.multi()
+                        pipe.set(key, state.to_bytes())
+                        pipe.execute()
+                        return result
+                    except redis.WatchError:
+                        continue  # another writer got there first: retry on fresh state
+        except redis.RedisError as exc:
+            raise StateStoreError(f"Redis unavailable updating state of {asset_id}: {exc}") from exc
+
+    def delete(self, asset_id: str) -> None:
+        try:
+            self._client.delete(self._key(asset_id))
+        except redis.RedisError as exc:
+            raise StateStoreError(f"Redis unavailable deleting state of {asset_id}: {exc}") from exc
+
+    def assets(self) -> list[str]:
+        try:
+            return [
+                k.decode()[len(self._prefix) :]
+                for k in self._client.scan_iter(match=self._prefix + "*", count=1000)
+            ]
+        except redis.RedisError as exc:
+            raise StateStoreError(f"Redis unavailable listing assets: {exc}") from exc
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._client.ping())
+        except redis.RedisError:
+            return False
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def make_state_store(
+    settings: Settings, *, decode: Callable[[bytes], AssetState], fingerprint: str
+) -> StateStore:
+    """Redis when ``PROGNOS_REDIS_URL`` is set, in process otherwise.
+
+    ``fingerprint`` identifies the feature layout: a pipeline with different channels or windows
+    gets its own keys rather than misreading another one's state.
+    """
+    if settings.redis_url is None:
+        return MemoryStateStore()
+    return RedisStateStore(
+        settings.redis_url.get_secret_value(),
+        decode=decode,
+        namespace=f"{settings.redis_namespace}:{fingerprint}",
+    )
