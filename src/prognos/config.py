@@ -16,7 +16,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PROGNOS_", extra="ignore")
 
-    home: Path = Field(default=Path(".prognos"), description="Root of every store, model and report.")
+    home: Path = Field(
+        default=Path(".prognos"), description="Root of every store, model and report."
+    )
     redis_url: SecretStr | None = Field(
         default=None, description="Online feature state in Redis when set; in process otherwise."
     )
@@ -44,7 +46,13 @@ class Settings(BaseSettings):
 
     def ensure_home(self) -> Path:
         """Create the home layout; called by commands that write, never at import."""
-        for path in (self.home, self.quarantine_dir, self.data_dir, self.models_dir, self.reports_dir):
+        for path in (
+            self.home,
+            self.quarantine_dir,
+            self.data_dir,
+            self.models_dir,
+            self.reports_dir,
+        ):
             path.mkdir(parents=True, exist_ok=True)
         return self.home
 

@@ -180,12 +180,18 @@ def cmapss_spec(name: str = "cmapss") -> FleetSpec:
         settings=[
             SensorSpec(name="setting_1", unit="kft", description="altitude", min=-1.0, max=50.0),
             SensorSpec(name="setting_2", unit="Mach", description="Mach number", min=-0.1, max=1.0),
-            SensorSpec(name="setting_3", unit="%", description="throttle resolver angle", min=0.0,
-                       max=120.0),
+            SensorSpec(
+                name="setting_3",
+                unit="%",
+                description="throttle resolver angle",
+                min=0.0,
+                max=120.0,
+            ),
         ],
         sensors=[
-            SensorSpec(name=f"sensor_{i}", unit=unit, description=f"{short}: {desc}", min=lo,
-                       max=hi)
+            SensorSpec(
+                name=f"sensor_{i}", unit=unit, description=f"{short}: {desc}", min=lo, max=hi
+            )
             for i, (short, unit, desc, lo, hi) in enumerate(_CMAPSS_SENSORS, start=1)
         ],
         labels=LabelSpec(shape="run_to_failure"),

@@ -1,8 +1,8 @@
 """Features: one definition serving training (offline) and serving (online).
 
-``FeaturePipeline`` learns regimes, scalers and which sensors to keep, and turns a whole history into
-a feature matrix; ``OnlineFeatures`` turns one new reading into that asset's feature row with the
-same arithmetic, so both paths agree to the last bit.
+``FeaturePipeline`` learns regimes, scalers and which sensors to keep, and turns a whole history
+into a feature matrix; ``OnlineFeatures`` turns one new reading into that asset's feature row with
+the same arithmetic, so both paths agree to the last bit.
 """
 
 from prognos.features.online import AssetState, OnlineFeatures

@@ -25,14 +25,12 @@ from prognos.errors import (
     ReadingRejectedError,
     SchemaError,
 )
-from prognos.features.kernels import ewma_step, window_features
+from prognos.features.kernels import ewma_step, lag_depth, window_features
 from prognos.features.pipeline import FeaturePipeline
 from prognos.features.stores import MemoryStateStore, StateStore
 from prognos.fleet import ASSET, TIME
 
 _HEADER = struct.Struct("<qqq")  # count, last_time, head
-_ONE = np.ones((1, 1))
-_ZERO = np.zeros((1, 1))
 
 
 @dataclass
@@ -84,6 +82,15 @@ def time_key(value: Any) -> int:
     raise TypeError(f"time must be a cycle number or a timestamp, got {type(value).__name__}")
 
 
+def asset_key(value: Any) -> str:
+    """One key per asset whatever type the id arrived as: 7, 7.0, np.int64(7) and "7" agree."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return str(int(value))
+    return str(value)
+
+
 class OnlineFeatures:
     """Feature rows for readings as they arrive, with state in any :class:`StateStore`."""
 
@@ -95,6 +102,8 @@ class OnlineFeatures:
         self._layout = pipeline.layout_
         self._history_shape = (self._spec.history_length, self._layout.n_channels)
         self._alphas = self._spec.ewma_alphas
+        self._lags = np.arange(lag_depth(self._spec))
+        self._zero_row = np.zeros((1, self._layout.n_channels))
         self._settings = list(pipeline.fleet.setting_names)
         self._sensors = list(pipeline.sensors_)
         ranges = [pipeline.fleet.channel(n) for n in self._settings + self._sensors]
@@ -122,7 +131,7 @@ class OnlineFeatures:
         sensors = values[None, len(self._settings) :]
         channels, regime = self.pipeline.channel_values(settings, sensors)
         row: NDArray[np.float64] = self.store.update(
-            str(asset), lambda state: self._advance(state, when, channels[0], int(regime[0]))
+            asset_key(asset), lambda state: self._advance(state, when, channels[0], int(regime[0]))
         )
         return row
 
@@ -156,7 +165,9 @@ class OnlineFeatures:
                 f"{names[j]}={values[j]} outside [{self._lo[j]}, {self._hi[j]}]"
                 for j in np.flatnonzero(bad)
             )
-            raise ReadingRejectedError(f"asset {asset} time {when}: {detail}", reason="out_of_range")
+            raise ReadingRejectedError(
+                f"asset {asset} time {when}: {detail}", reason="out_of_range"
+            )
         return asset, when, values
 
     def _advance(
@@ -190,12 +201,13 @@ class OnlineFeatures:
         layout, size = self._layout, self._history_shape[0]
         history, head, count = state.history, state.head, state.count
         out = np.empty((1, layout.n_features))
-
-        def lagged(k: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-            back = min(k, count - 1)
-            return history[(head - back) % size][None, :], _ONE if k < count else _ZERO
-
-        window_features(lagged, np.array([[float(count)]]), self._spec, layout, out)
+        back = (head - np.minimum(self._lags, count - 1)) % size
+        lagged = history[back].T[:, :, None]
+        # Row ``size`` of the padded history is zeros: where the asset has no reading k back.
+        padded = np.concatenate([history, self._zero_row])[
+            np.where(self._lags < count, back, size)
+        ].T[:, :, None]
+        window_features(lagged, padded, np.array([float(count)]), layout, out)
         for e, span in enumerate(self._spec.ewma_spans):
             out[0, layout.block_slice(f"ewma_{span}")] = state.ewma[e]
         if "age" in layout.extras:

@@ -10,17 +10,17 @@ from numpy.typing import NDArray
 from scipy.signal import lfilter
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from prognos.data.regimes import RegimeModel
 from prognos.errors import NotFittedError, SchemaError
-from prognos.features.kernels import FeatureLayout, window_features
-from prognos.features.regimes import RegimeModel
+from prognos.features.kernels import FeatureLayout, gather_lags, lag_depth, window_features
 from prognos.features.spec import FeatureSpec
 from prognos.fleet import ASSET, TIME, FleetSpec
 
 HEALTH_INDEX = "health_index"
-_CHUNK = 4096
+_CHUNK = 512
 
 
-class FeaturePipeline(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+class FeaturePipeline(TransformerMixin, BaseEstimator):
     """Learns regimes, per-regime scalers, kept sensors and the health index; builds features.
 
     ``transform`` returns a DataFrame aligned with the input's index (any row order in, same order
@@ -39,7 +39,7 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         self.regimes_ = (
             RegimeModel.fit(settings, spec.n_regimes, max_regimes=spec.max_regimes)
             if spec.regime_normalisation
-            else RegimeModel.fit(settings[:, :0], 1)
+            else RegimeModel.single()
         )
         regime = self.regimes_.assign(settings)
         candidates = spec.sensors if spec.sensors is not None else self.fleet.sensor_names
@@ -51,9 +51,8 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             j
             for j in range(raw.shape[1])
             if not spec.drop_constant
-            or max(
-                len(np.unique(raw[regime == r, j])) for r in np.unique(regime)
-            ) >= spec.min_distinct_values
+            or max(len(np.unique(raw[regime == r, j])) for r in np.unique(regime))
+            >= spec.min_distinct_values
         ]
         if not keep:
             raise SchemaError("every sensor is constant within its regimes: nothing to learn from")
@@ -113,7 +112,7 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     def channel_values(
         self, settings: NDArray[np.float64], sensors: NDArray[np.float64]
     ) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
-        """Normalised channels (rows, channels) and regime ids from raw settings and kept sensors."""
+        """Normalised channels (rows, channels) and regime ids from raw settings and sensors."""
         regime = self.regimes_.assign(settings)
         z = self._normalise(sensors, regime)
         if self.health_weights_ is not None:
@@ -155,25 +154,23 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         spec, layout = self.spec_, self.layout_
         # Fortran order: pandas keeps column blocks, so the frame wraps this array without a copy.
         out = np.empty((n, layout.n_features), order="F")
+        depth = lag_depth(spec)
+        # Channels as rows (the kernel works on (channels, lags, rows)), plus one zero column.
+        padded_channels = np.zeros((channels.shape[1], n + 1))
+        padded_channels[:, :n] = channels.T
         for a in range(0, n, _CHUNK):
             # Chunks of rows keep the kernel's working set in cache; every value depends on its
             # own row only, so chunking changes no bit of the result.
             b = min(a + _CHUNK, n)
-            rows = np.arange(a, b)
             pos_chunk = pos[a:b]
             target = out[a:b] if in_order else np.empty((b - a, layout.n_features), order="F")
-
-            def lagged(
-                k: int, rows: NDArray[np.intp] = rows, p: NDArray[np.intp] = pos_chunk
-            ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-                return channels[rows - np.minimum(p, k)], (p >= k).astype(np.float64)[:, None]
-
-            count = (pos_chunk + 1.0)[:, None]
-            window_features(lagged, count, spec, layout, target)
+            lagged, padded = gather_lags(padded_channels, pos_chunk, a, depth)
+            count = (pos_chunk + 1).astype(np.float64)
+            window_features(lagged, padded, count, layout, target)
             for e, span in enumerate(spec.ewma_spans):
                 target[:, layout.block_slice(f"ewma_{span}")] = ewma[e, a:b]
             if "age" in layout.extras:
-                target[:, layout.extra_column("age")] = count[:, 0]
+                target[:, layout.extra_column("age")] = count
             if "regime" in layout.extras:
                 target[:, layout.extra_column("regime")] = regime[a:b]
             if not in_order:
@@ -194,7 +191,10 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):  # type: ignore[misc]
                 result[e, start] = channels[start]
                 if end - start > 1:
                     result[e, start + 1 : end], _ = lfilter(
-                        b, a, channels[start + 1 : end], axis=0,
+                        b,
+                        a,
+                        channels[start + 1 : end],
+                        axis=0,
                         zi=((1.0 - alpha) * channels[start])[None, :],
                     )
         return result

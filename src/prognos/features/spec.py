@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from prognos.fleet import load_yaml_model
 
 Aggregation = Literal["mean", "std", "min", "max", "slope"]
+AGGREGATIONS: tuple[Aggregation, ...] = ("mean", "std", "min", "max", "slope")
 
 
 class FeatureSpec(BaseModel):
@@ -22,9 +23,7 @@ class FeatureSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     windows: list[int] = Field(default_factory=lambda: [5, 10, 20, 30])
-    aggregations: list[Aggregation] = Field(
-        default_factory=lambda: ["mean", "std", "min", "max", "slope"]
-    )
+    aggregations: list[Aggregation] = Field(default_factory=lambda: list(AGGREGATIONS))
     lags: list[int] = Field(default_factory=lambda: [1, 5, 10])
     rate_of_change: list[int] = Field(
         default_factory=lambda: [5, 10], description="x(t) - x(t-k) for each k."
@@ -73,8 +72,9 @@ class FeatureSpec(BaseModel):
     @property
     def history_length(self) -> int:
         """Readings an asset's online state must keep to compute every feature."""
-        return max([1, *self.windows, *(k + 1 for k in self.lags),
-                    *(k + 1 for k in self.rate_of_change)])
+        return max(
+            [1, *self.windows, *(k + 1 for k in self.lags), *(k + 1 for k in self.rate_of_change)]
+        )
 
     @property
     def ewma_alphas(self) -> list[float]:

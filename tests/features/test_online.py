@@ -1,0 +1,182 @@
+"""The online path: parity with the offline path, rejections, and state stores."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from prognos.errors import (
+    DuplicateReadingError,
+    OutOfOrderReadingError,
+    ReadingRejectedError,
+    SchemaError,
+)
+from prognos.features import FeaturePipeline, MemoryStateStore, OnlineFeatures, RedisStateStore
+from prognos.features.online import AssetState
+from prognos.fleet import cmapss_spec
+
+
+def _replay(online: OnlineFeatures, readings: pd.DataFrame) -> np.ndarray:
+    return np.vstack([online.update(r) for r in readings.to_dict("records")])
+
+
+def _assert_parity(readings: pd.DataFrame, online: OnlineFeatures | None = None) -> None:
+    pipeline = FeaturePipeline(cmapss_spec()).fit(readings)
+    offline = pipeline.transform(readings).to_numpy()
+    online = online or OnlineFeatures(pipeline)
+    replayed = _replay(online, readings)
+    # Every feature of every row, first cycles (partial windows) included.
+    np.testing.assert_allclose(replayed, offline, rtol=1e-9, atol=0)
+
+
+@pytest.mark.slow
+def test_parity_fd001_every_reading(fd001: pd.DataFrame) -> None:
+    _assert_parity(fd001)
+
+
+@pytest.mark.slow
+def test_parity_fd002_every_reading(fd002: pd.DataFrame) -> None:
+    _assert_parity(fd002)
+
+
+@pytest.fixture(scope="module")
+def fitted(fd001: pd.DataFrame) -> FeaturePipeline:
+    return FeaturePipeline(cmapss_spec()).fit(fd001)
+
+
+def _reading(fd001: pd.DataFrame, row: int, **changes: object) -> dict[str, object]:
+    reading = fd001.iloc[row].to_dict()
+    reading["asset_id"] = int(reading["asset_id"])
+    reading["time"] = int(reading["time"])
+    reading.update(changes)
+    return reading
+
+
+def test_rejections_name_the_problem_and_change_nothing(
+    fitted: FeaturePipeline, fd001: pd.DataFrame
+) -> None:
+    online = OnlineFeatures(fitted)
+    first = online.update(_reading(fd001, 0))
+    second = online.update(_reading(fd001, 1))
+    before = online.store.get("1")
+    assert before is not None and before.count == 2
+    cases: list[tuple[dict[str, object], type[Exception], str]] = [
+        (_reading(fd001, 1), DuplicateReadingError, "already accepted"),
+        (_reading(fd001, 0), OutOfOrderReadingError, "older than"),
+        (_reading(fd001, 2, sensor_4=float("nan")), ReadingRejectedError, "sensor_4"),
+        (_reading(fd001, 2, sensor_4="hot"), ReadingRejectedError, "non-numeric"),
+        (_reading(fd001, 2, sensor_3=99999.0), ReadingRejectedError, "sensor_3=99999.0 outside"),
+        (_reading(fd001, 2, time=2.5), ReadingRejectedError, "whole number"),
+        (_reading(fd001, 2, asset_id=None), ReadingRejectedError, "no asset id"),
+    ]
+    for reading, error, message in cases:
+        with pytest.raises(error, match=message):
+            online.update(reading)
+    broken = _reading(fd001, 2)
+    del broken["sensor_7"]
+    with pytest.raises(SchemaError, match="sensor_7"):
+        online.update(broken)
+    after = online.store.get("1")
+    assert after is not None and after.count == 2 and after.last_time == before.last_time
+    np.testing.assert_array_equal(after.history, before.history)
+    assert first.shape == second.shape == (len(online.feature_names),)
+
+
+def test_state_round_trips_through_bytes(fitted: FeaturePipeline, fd001: pd.DataFrame) -> None:
+    online = OnlineFeatures(fitted)
+    for row in range(40):
+        online.update(_reading(fd001, row))
+    state = online.store.get("1")
+    assert state is not None
+    restored = online.decode_state(state.to_bytes())
+    assert (restored.count, restored.last_time, restored.head) == (40, 40, state.head)
+    np.testing.assert_array_equal(restored.history, state.history)
+    np.testing.assert_array_equal(restored.ewma, state.ewma)
+    with pytest.raises(ValueError, match="bytes"):
+        online.decode_state(state.to_bytes()[:-8])
+
+
+def test_timestamps_are_accepted_as_time(fitted: FeaturePipeline, fd001: pd.DataFrame) -> None:
+    online = OnlineFeatures(fitted)
+    online.update(_reading(fd001, 0, time="2026-01-01T00:00:00Z"))
+    with pytest.raises(OutOfOrderReadingError):
+        online.update(_reading(fd001, 1, time="2025-12-31T23:00:00Z"))
+    online.update(_reading(fd001, 1, time=pd.Timestamp("2026-01-01T01:00:00Z")))
+
+
+def test_memory_store_is_atomic_under_threads() -> None:
+    store = MemoryStateStore()
+    _hammer(store)
+
+
+def _hammer(store: MemoryStateStore | RedisStateStore, threads: int = 4, each: int = 50) -> None:
+    """Concurrent read-modify-writes of one asset: none may be lost."""
+
+    def advance(state: AssetState | None) -> tuple[AssetState, int]:
+        if state is None:
+            state = AssetState(
+                count=0, last_time=0, head=0, history=np.zeros((1, 1)), ewma=np.zeros((0, 1))
+            )
+        state.count += 1
+        state.last_time = state.count
+        return state, state.count
+
+    def work() -> None:
+        for _ in range(each):
+            store.update("same", advance)
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    final = store.get("same")
+    assert final is not None and final.count == threads * each
+
+
+@pytest.mark.services
+def test_redis_store_parity_and_shared_state(
+    redis_url: str, redis_namespace: str, fd001: pd.DataFrame
+) -> None:
+    readings = fd001[fd001["asset_id"].isin([1, 2])]
+    pipeline = FeaturePipeline(cmapss_spec()).fit(fd001)
+    offline = pipeline.transform(readings).to_numpy()
+    probe = OnlineFeatures(pipeline)
+    # Two "workers" with their own connections share one state: alternate readings between them.
+    workers = [
+        OnlineFeatures(
+            pipeline,
+            RedisStateStore(redis_url, decode=probe.decode_state, namespace=redis_namespace),
+        )
+        for _ in range(2)
+    ]
+    rows = [workers[i % 2].update(r) for i, r in enumerate(readings.to_dict("records"))]
+    np.testing.assert_allclose(np.vstack(rows), offline, rtol=1e-9, atol=0)
+    assert sorted(workers[0].store.assets()) == ["1", "2"]
+    with pytest.raises(DuplicateReadingError):
+        workers[1].update(readings.iloc[-1].to_dict())
+
+
+@pytest.mark.services
+def test_redis_store_is_atomic_under_threads(redis_url: str, redis_namespace: str) -> None:
+    def decode(raw: bytes) -> AssetState:
+        return AssetState.from_bytes(raw, (1, 1), 0)
+
+    _hammer(RedisStateStore(redis_url, decode=decode, namespace=redis_namespace))
+
+
+def test_redis_store_down_raises_state_store_error() -> None:
+    from prognos.errors import StateStoreError
+
+    store = RedisStateStore(
+        "redis://127.0.0.1:1/0",
+        decode=lambda raw: None,  # type: ignore[arg-type,return-value]
+        namespace="x",
+        timeout=0.2,
+    )
+    assert store.ping() is False
+    with pytest.raises(StateStoreError, match="Redis unavailable"):
+        store.get("1")

@@ -1,0 +1,158 @@
+"""The offline transformer: fit contract, values against pandas, behaviour on real data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from prognos.errors import NotFittedError, SchemaError
+from prognos.features import FeaturePipeline, FeatureSpec
+from prognos.fleet import FleetSpec, SensorSpec
+from tests.features.conftest import one_sensor_fleet
+
+
+def _two_assets() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    frames = []
+    for asset, n in (("a", 40), ("b", 25)):
+        frames.append(
+            pd.DataFrame(
+                {
+                    "asset_id": asset,
+                    "time": np.arange(1, n + 1),
+                    "s": np.cumsum(rng.normal(size=n)) + 10.0,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+PLAIN = FeatureSpec(
+    windows=[4, 10],
+    ewma_spans=[3],
+    lags=[2],
+    rate_of_change=[3],
+    regime_normalisation=False,
+    health_indicator=False,
+    drop_constant=False,
+)
+
+
+def test_matches_pandas_rolling_on_the_normalised_signal() -> None:
+    data = _two_assets()
+    features = FeaturePipeline(one_sensor_fleet(), PLAIN).fit_transform(data)
+    z = (data["s"] - data["s"].mean()) / data["s"].std(ddof=0)
+    grouped = z.groupby(data["asset_id"])
+    for w in (4, 10):
+        rolling = grouped.rolling(w, min_periods=1)
+        for agg in ("mean", "min", "max"):
+            expected = getattr(rolling, agg)().reset_index(level=0, drop=True)
+            np.testing.assert_allclose(features[f"s__{agg}_{w}"], expected, rtol=1e-9, atol=1e-12)
+        std = rolling.std().reset_index(level=0, drop=True).fillna(0.0)
+        np.testing.assert_allclose(features[f"s__std_{w}"], std, rtol=1e-9, atol=1e-12)
+    ewma = grouped.transform(lambda s: s.ewm(span=3, adjust=False).mean())
+    np.testing.assert_allclose(features["s__ewma_3"], ewma, rtol=1e-12)
+    np.testing.assert_allclose(
+        features["s__lag_2"], grouped.shift(2).fillna(grouped.transform("first")), rtol=1e-12
+    )
+    np.testing.assert_array_equal(features["age"], data.groupby("asset_id").cumcount() + 1)
+
+
+def test_row_order_in_is_row_order_out() -> None:
+    data = _two_assets()
+    pipeline = FeaturePipeline(one_sensor_fleet(), PLAIN).fit(data)
+    expected = pipeline.transform(data)
+    shuffled = data.sample(frac=1.0, random_state=1)
+    got = pipeline.transform(shuffled)
+    assert list(got.index) == list(shuffled.index)
+    pd.testing.assert_frame_equal(got.loc[expected.index], expected)
+
+
+def test_renaming_assets_changes_nothing() -> None:
+    data = _two_assets()
+    pipeline = FeaturePipeline(one_sensor_fleet(), PLAIN).fit(data)
+    renamed = data.assign(asset_id=data["asset_id"].map({"a": "pump-17", "b": 3}))
+    pd.testing.assert_frame_equal(pipeline.transform(renamed), pipeline.transform(data))
+
+
+def test_transform_before_fit_and_missing_columns_raise() -> None:
+    data = _two_assets()
+    with pytest.raises(NotFittedError):
+        FeaturePipeline(one_sensor_fleet()).transform(data)
+    pipeline = FeaturePipeline(one_sensor_fleet(), PLAIN).fit(data)
+    with pytest.raises(SchemaError, match="'s'"):
+        pipeline.transform(data.drop(columns="s"))
+    with pytest.raises(SchemaError, match="nope"):
+        FeaturePipeline(one_sensor_fleet(), FeatureSpec(sensors=["nope"])).fit(data)
+
+
+def test_sklearn_contract_params_and_clone() -> None:
+    from sklearn.base import clone
+
+    pipeline = FeaturePipeline(one_sensor_fleet(), PLAIN)
+    assert pipeline.get_params()["spec"] is PLAIN
+    assert clone(pipeline).fit(_two_assets()) is not None
+    assert not hasattr(pipeline, "layout_")
+
+
+def test_fd001_single_regime_and_constant_sensors_dropped(fd001: pd.DataFrame) -> None:
+    from prognos.fleet import cmapss_spec
+
+    pipeline = FeaturePipeline(cmapss_spec()).fit(fd001)
+    assert pipeline.regimes_.n_regimes == 1
+    for constant in (
+        "sensor_1",
+        "sensor_5",
+        "sensor_6",
+        "sensor_10",
+        "sensor_16",
+        "sensor_18",
+        "sensor_19",
+    ):
+        assert constant in pipeline.dropped_sensors_
+    assert len(pipeline.sensors_) == 14
+
+
+def test_fd002_regime_normalisation_removes_operating_condition(fd002: pd.DataFrame) -> None:
+    from prognos.fleet import cmapss_spec
+
+    pipeline = FeaturePipeline(cmapss_spec()).fit(fd002)
+    assert pipeline.regimes_.n_regimes == 6
+    features = pipeline.transform(fd002)
+    raw_spread = fd002.groupby(features["regime"])["sensor_2"].mean().std()
+    norm_spread = features.groupby("regime")["sensor_2__value"].mean().std()
+    assert raw_spread > 10.0
+    assert norm_spread < 1e-9
+    assert np.isfinite(features.to_numpy()).all()
+
+
+def test_health_index_rises_towards_failure(fd001: pd.DataFrame) -> None:
+    from prognos.fleet import cmapss_spec
+
+    features = FeaturePipeline(cmapss_spec()).fit_transform(fd001)
+    rul = fd001.groupby("asset_id")["time"].transform("max") - fd001["time"]
+    early = features["health_index__mean_10"][rul > 150].mean()
+    late = features["health_index__mean_10"][rul < 10].mean()
+    assert late > early + 2.0
+
+
+def test_multi_regime_fleet_with_settings() -> None:
+    rng = np.random.default_rng(3)
+    n = 600
+    regime = rng.integers(0, 3, n)
+    fleet = FleetSpec(
+        name="multi", settings=[SensorSpec(name="load")], sensors=[SensorSpec(name="temp")]
+    )
+    data = pd.DataFrame(
+        {
+            "asset_id": np.repeat([1, 2, 3], n // 3),
+            "time": np.tile(np.arange(n // 3), 3),
+            "load": regime * 50.0 + rng.normal(0, 0.01, n),
+            "temp": regime * 100.0 + rng.normal(0, 1, n),
+        }
+    )
+    pipeline = FeaturePipeline(fleet).fit(data)
+    assert pipeline.regimes_.n_regimes == 3
+    values = pipeline.transform(data)["temp__value"]
+    assert abs(values.mean()) < 0.1 and 0.9 < values.std() < 1.1
