@@ -1,18 +1,19 @@
 """Where online feature state lives: in process by default, Redis when a URL is configured.
 
 Both stores offer one atomic read-modify-write, ``update``, so two workers or replicas feeding the
-same asset never lose a reading: Redis does it with WATCH/MULTI optimistic transactions.
+same asset never lose a reading: Redis does it optimistically with a compare-and-set script.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import redis
 
-from prognos.errors import StateStoreError
+from prognos.errors import PrognosError, StateStoreError
 
 if TYPE_CHECKING:
     from prognos.config import Settings
@@ -83,6 +84,21 @@ def _copy(state: AssetState) -> AssetState:
     )
 
 
+# Optimistic concurrency in two round trips (GET, then this script) instead of WATCH/MULTI's
+# three: the state's header (count, last time, ring head) changes with every accepted reading, so
+# it identifies the version that was read.
+_VERSION_BYTES = 24
+_COMPARE_AND_SET = """
+local current = redis.call('GET', KEYS[1])
+if (current == false and ARGV[1] == '') or
+   (current ~= false and string.sub(current, 1, 24) == ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
 class RedisStateStore:
     """State in Redis, shared by every worker and replica that points at the same server."""
 
@@ -93,12 +109,20 @@ class RedisStateStore:
         decode: Callable[[bytes], AssetState],
         namespace: str = "prognos",
         timeout: float = 1.0,
+        remember: int = 10_000,
     ) -> None:
         self._client: Any = redis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout
         )
         self._decode = decode
         self._prefix = f"{namespace}:state:"
+        self._compare_and_set = self._client.register_script(_COMPARE_AND_SET)
+        # The last state this process wrote per asset: when nobody else wrote since, an update
+        # needs no GET (one round trip). A stale copy fails the compare-and-set and is refreshed,
+        # so it can never make two workers diverge.
+        self._recent: OrderedDict[str, bytes] = OrderedDict()
+        self._remember_max = remember
+        self._recent_lock = threading.Lock()
 
     def _key(self, asset_id: str) -> str:
         return self._prefix + asset_id
@@ -113,22 +137,39 @@ class RedisStateStore:
     def update(self, asset_id: str, advance: Advance[T]) -> T:
         key = self._key(asset_id)
         try:
-            with self._client.pipeline() as pipe:
-                while True:
-                    try:
-                        pipe.watch(key)
-                        raw = pipe.get(key)
-                        state, result = advance(None if raw is None else self._decode(raw))
-                        pipe.multi()
-                        pipe.set(key, state.to_bytes())
-                        pipe.execute()
-                        return result
-                    except redis.WatchError:
-                        continue  # another writer got there first: retry on fresh state
+            raw = self._recent.get(key)
+            verified = raw is None
+            if raw is None:
+                raw = self._client.get(key)
+            while True:
+                try:
+                    state, result = advance(None if raw is None else self._decode(raw))
+                except PrognosError:
+                    if verified:
+                        raise
+                    # Judged on our remembered copy, which may be stale: judge again on fresh state.
+                    raw, verified = self._client.get(key), True
+                    continue
+                new = state.to_bytes()
+                expected = b"" if raw is None else raw[:_VERSION_BYTES]
+                if self._compare_and_set(keys=[key], args=[expected, new]):
+                    self._remember(key, new)
+                    return result
+                # Another writer updated this asset since our copy: retry on fresh state.
+                raw, verified = self._client.get(key), True
         except redis.RedisError as exc:
+            self._recent.pop(key, None)
             raise StateStoreError(f"Redis unavailable updating state of {asset_id}: {exc}") from exc
 
+    def _remember(self, key: str, raw: bytes) -> None:
+        with self._recent_lock:
+            self._recent[key] = raw
+            self._recent.move_to_end(key)
+            if len(self._recent) > self._remember_max:
+                self._recent.popitem(last=False)
+
     def delete(self, asset_id: str) -> None:
+        self._recent.pop(self._key(asset_id), None)
         try:
             self._client.delete(self._key(asset_id))
         except redis.RedisError as exc:
