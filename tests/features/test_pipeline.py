@@ -156,3 +156,18 @@ def test_multi_regime_fleet_with_settings() -> None:
     assert pipeline.regimes_.n_regimes == 3
     values = pipeline.transform(data)["temp__value"]
     assert abs(values.mean()) < 0.1 and 0.9 < values.std() < 1.1
+
+
+def test_sequences_are_the_last_window_of_channels_oldest_first() -> None:
+    data = _two_assets()
+    pipeline = FeaturePipeline(one_sensor_fleet(), PLAIN).fit(data)
+    shuffled = data.sample(frac=1.0, random_state=2)
+    seq, lengths = pipeline.sequences(shuffled, window=6)
+    values = pipeline.transform(shuffled)["s__value"].to_numpy()
+    assert seq.shape == (len(data), 6, 1) and seq.dtype == np.float32
+    keys = zip(shuffled["asset_id"], shuffled["time"], strict=True)
+    by_key = dict(zip(keys, values, strict=True))
+    for i, (asset, time) in enumerate(zip(shuffled["asset_id"], shuffled["time"], strict=True)):
+        assert lengths[i] == min(time, 6)
+        expected = [by_key.get((asset, t), 0.0) for t in range(time - 5, time + 1)]
+        np.testing.assert_allclose(seq[i, :, 0], np.float32(expected), rtol=1e-6)

@@ -136,20 +136,9 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         """Whole histories to features; vectorised over rows (loops only over window offsets)."""
         self._check_fitted()
-        for column in (ASSET, TIME):
-            if column not in X.columns:
-                raise SchemaError(f"readings lack column {column!r}")
         n = len(X)
-        asset_codes = pd.factorize(X[ASSET])[0]
-        order = np.lexsort((X[TIME].to_numpy(), asset_codes))
+        order, channels, regime, starts, ends, pos = self._sorted_channels(X)
         in_order = bool(np.array_equal(order, np.arange(n)))
-        settings = self._settings(X)[order]
-        sensors = self._columns(X, self.sensors_)[order]
-        channels, regime = self.channel_values(settings, sensors)
-        codes = asset_codes[order]
-        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if n else np.zeros(0, int)
-        ends = np.r_[starts[1:], n].astype(int)
-        pos = np.arange(n) - np.repeat(starts, ends - starts)
         ewma = self._offline_ewma(channels, starts, ends)
         spec, layout = self.spec_, self.layout_
         # Fortran order: pandas keeps column blocks, so the frame wraps this array without a copy.
@@ -176,6 +165,56 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):
             if not in_order:
                 out[order[a:b]] = target
         return pd.DataFrame(out, index=X.index, columns=self.feature_names_out_, copy=False)
+
+    def _sorted_channels(
+        self, X: pd.DataFrame
+    ) -> tuple[
+        NDArray[np.intp],
+        NDArray[np.float64],
+        NDArray[np.intp],
+        NDArray[np.intp],
+        NDArray[np.intp],
+        NDArray[np.intp],
+    ]:
+        """Rows sorted by asset then time: order, channels, regime, asset starts/ends, position."""
+        for column in (ASSET, TIME):
+            if column not in X.columns:
+                raise SchemaError(f"readings lack column {column!r}")
+        n = len(X)
+        asset_codes = pd.factorize(X[ASSET])[0]
+        order = np.lexsort((X[TIME].to_numpy(), asset_codes))
+        settings = self._settings(X)[order]
+        sensors = self._columns(X, self.sensors_)[order]
+        channels, regime = self.channel_values(settings, sensors)
+        codes = asset_codes[order]
+        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if n else np.zeros(0, int)
+        ends = np.r_[starts[1:], n].astype(int)
+        pos = np.arange(n) - np.repeat(starts, ends - starts)
+        return order, channels, regime, starts, ends, pos
+
+    def sequences(
+        self, X: pd.DataFrame, window: int
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """Each row's last ``window`` normalised channel vectors, for sequence models.
+
+        Returns (rows, window, channels) float32, oldest first and the row's own reading last,
+        aligned with ``X``'s rows; positions before the asset's first reading are zero, and the
+        second array says how many trailing positions are real (1..window).
+        """
+        self._check_fitted()
+        n = len(X)
+        order, channels, _, _, _, pos = self._sorted_channels(X)
+        padded_channels = np.zeros((channels.shape[1], n + 1))
+        padded_channels[:, :n] = channels.T
+        result = np.empty((n, window, channels.shape[1]), dtype=np.float32)
+        for a in range(0, n, _CHUNK * 8):
+            b = min(a + _CHUNK * 8, n)
+            _, padded = gather_lags(padded_channels, pos[a:b], a, window)
+            # (channels, lags, rows) -> (rows, lags reversed = oldest first, channels)
+            result[order[a:b]] = padded[:, ::-1, :].transpose(2, 1, 0)
+        lengths = np.empty(n, dtype=np.int64)
+        lengths[order] = np.minimum(pos + 1, window)
+        return result, lengths
 
     def _offline_ewma(
         self, channels: NDArray[np.float64], starts: NDArray[np.intp], ends: NDArray[np.intp]

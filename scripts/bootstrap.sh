@@ -1,0 +1,30 @@
+# Sourced by demo.sh and test.sh: make .venv with Python >= 3.11 and install prognos into it.
+# Re-installs only when pyproject.toml changed since the last install.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${PROGNOS_VENV:-$ROOT/.venv}"
+EXTRAS="${PROGNOS_EXTRAS:-dev}"
+
+find_python() {
+  for candidate in python3.11 python3.12 python3.13 python3 python; do
+    if command -v "$candidate" >/dev/null 2>&1 &&
+       "$candidate" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+      echo "$candidate"; return 0
+    fi
+  done
+  echo "prognos needs Python >= 3.11 on PATH" >&2
+  return 1
+}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "==> creating virtual environment in $VENV"
+  "$(find_python)" -m venv "$VENV"
+fi
+stamp="$VENV/.prognos-install"
+want="$(cat "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1) $EXTRAS"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "==> installing prognos[$EXTRAS] (first run takes a minute or two)"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[$EXTRAS]"
+  echo "$want" > "$stamp"
+fi

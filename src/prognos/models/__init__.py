@@ -1,0 +1,1 @@
+"""Models: members (trees, sequence network, forest baseline), ensemble, calibration, intervals."""

@@ -1,0 +1,67 @@
+"""What every model member consumes and produces.
+
+Members see the same rows two ways: the feature matrix (trees, forest) and the last W normalised
+channel vectors of each row's asset (the sequence network). Both come from one fitted
+``FeaturePipeline``, so training and serving build them identically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Self
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """Rows to learn from or predict for.
+
+    ``features``: (rows, n_features) float64, columns ``feature_names``.
+    ``sequences``: (rows, window, channels) float32, oldest first, the row's own reading last;
+    positions before the asset's first reading are zero and ``lengths`` (rows,) says how many
+    trailing positions are real (1..window), so a network can mask the padding.
+    ``groups``: (rows,) asset ids, for grouped splits inside a member (early stopping).
+    """
+
+    features: NDArray[np.float64]
+    feature_names: list[str]
+    sequences: NDArray[np.float32]
+    lengths: NDArray[np.int64]
+    groups: NDArray[np.object_] | NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+    def take(self, rows: NDArray[np.intp]) -> ModelInput:
+        return ModelInput(
+            features=self.features[rows],
+            feature_names=self.feature_names,
+            sequences=self.sequences[rows],
+            lengths=self.lengths[rows],
+            groups=self.groups[rows],
+        )
+
+
+@dataclass(frozen=True)
+class Targets:
+    """``rul``: capped remaining life (the regression target); ``failed``: 1 if failure within H."""
+
+    rul: NDArray[np.float64]
+    failed: NDArray[np.int64]
+
+    def take(self, rows: NDArray[np.intp]) -> Targets:
+        return Targets(rul=self.rul[rows], failed=self.failed[rows])
+
+
+class Member(Protocol):
+    """A model usable alone or in the ensemble (scikit-learn contract: ``fit`` returns self)."""
+
+    def fit(self, X: ModelInput, y: Targets) -> Self: ...
+
+    def predict_rul(self, X: ModelInput) -> NDArray[np.float64]: ...
+
+    def predict_proba(self, X: ModelInput) -> NDArray[np.float64]:
+        """Probability of failure within H, shape (rows,)."""
+        ...
