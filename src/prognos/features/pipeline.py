@@ -7,7 +7,6 @@ from typing import Any, Self
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from scipy.signal import lfilter
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from prognos.data.regimes import RegimeModel
@@ -220,6 +219,8 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):
         self, channels: NDArray[np.float64], starts: NDArray[np.intp], ends: NDArray[np.intp]
     ) -> NDArray[np.float64]:
         """EWMA per span (spans, rows, channels) over rows sorted by asset then time."""
+        from scipy.signal import lfilter  # deferred: costs ~1 s at import, used only here
+
         spec = self.spec_
         result = np.empty((len(spec.ewma_alphas), *channels.shape))
         for e, alpha in enumerate(spec.ewma_alphas):

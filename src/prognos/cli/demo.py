@@ -1,0 +1,227 @@
+"""``prognos demo``: the whole pipeline so far, end to end, on embedded defaults, in seconds."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Annotated
+
+import numpy as np
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from prognos.cli._common import (
+    CliState,
+    HomeOption,
+    fmt_int,
+    get_state,
+    path_line,
+    validate_with_quarantine,
+    write_table,
+)
+from prognos.cli.data import print_validation
+from prognos.cli.features import build_feature_matrix
+from prognos.cli.simulate import simulation_table
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from prognos.data.dataset import FleetData
+    from prognos.features import FeaturePipeline
+
+HEALTH = "health_index__value"
+KEY_FEATURES = ("health_index__ewma_20", "health_index__slope_20")
+TOP = 10
+
+
+def demo(
+    ctx: typer.Context,
+    assets: Annotated[int, typer.Option("--assets", "-n", min=1, help="Fleet size.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the assets.")] = 0,
+    home: HomeOption = None,
+) -> None:
+    """Simulate -> corrupt a copy -> validate with quarantine -> features -> online parity."""
+    started = time.perf_counter()
+    from prognos.data.simulator import SimulatorConfig, simulate_fleet
+    from prognos.data.sources import load_source, write_source
+    from prognos.features import FeaturePipeline  # noqa: F401  (import cost outside the timings)
+
+    state = get_state(ctx, home)
+    out, settings = state.out, state.settings
+    settings.ensure_home()
+    out.rule("[bold]prognos demo")
+    path_line(out, "home:", settings.home)
+
+    out.rule("1. Simulate a fleet (run to failure)")
+    with state.err.status(f"Simulating {assets:,} assets"):
+        clean = simulate_fleet(SimulatorConfig(n_assets=assets, seed=seed))
+        clean_target = f"parquet:{settings.data_dir / 'demo.parquet'}"
+        written = write_source(clean, clean_target)
+    out.print(simulation_table(clean, "run_to_failure"))
+    path_line(out, "wrote", written[0])
+
+    out.rule("2. Corrupt a copy on purpose")
+    dirty, injected = inject_bad_rows(clean)
+    dirty_target = f"csv:{settings.data_dir / 'demo-dirty.csv'}"
+    with state.err.status("Writing the dirty copy"):
+        write_source(dirty, dirty_target)
+    out.print(f"injected {len(injected)} bad rows to show quarantine working:")
+    for what in injected.values():
+        out.print(f"  - {escape(what)}")
+    path_line(out, "wrote", dirty_target.removeprefix("csv:"))
+
+    out.rule("3. Validate (bad rows go to quarantine, the rest goes on)")
+    with state.err.status("Loading and validating"):
+        loaded = load_source(dirty_target)
+        result, quarantined = validate_with_quarantine(state, loaded, None)
+    print_validation(out, result.report)
+    caught = set(result.quarantine["row"].tolist()) & set(injected)
+    out.print(
+        f"[green]caught {len(caught)} of {len(injected)} injected rows[/]; "
+        f"{fmt_int(result.report.valid_rows)} valid rows go on"
+    )
+    if quarantined is not None:
+        path_line(out, "quarantine with reasons ->", quarantined)
+
+    out.rule("4. Build features (offline)")
+    feature_started = time.perf_counter()
+    with state.err.status("Building features"):
+        built = build_feature_matrix(loaded, result.valid, None)
+        features_path = write_table(
+            built.matrix, settings.data_dir / "demo.features.parquet", "parquet"
+        )
+    pipeline = built.pipeline
+    out.print(
+        f"{fmt_int(len(built.matrix))} rows x {len(built.features)} features, "
+        f"{pipeline.regimes_.n_regimes} regimes, {len(pipeline.sensors_)} sensors kept "
+        f"({len(pipeline.dropped_sensors_)} dropped), labels {', '.join(built.labels) or 'none'}, "
+        f"in {time.perf_counter() - feature_started:.2f} s"
+    )
+    path_line(out, "wrote", features_path)
+
+    latest = _latest(built.matrix)
+    asset = latest.index[0]
+    out.rule("5. Online features: replay one asset reading by reading")
+    online_parity(state, pipeline, result.valid, built.matrix, asset)
+
+    out.rule(f"Most degraded assets (top {min(TOP, len(latest))} by latest health index)")
+    out.print(_summary(latest))
+    out.print(f"done in {time.perf_counter() - started:.1f} s")
+    flag = f"--home {settings.home}"
+    out.print("[bold]next steps:[/] run the steps one command at a time, or try telemetry:")
+    for command in (
+        f"prognos data inspect {clean_target} {flag}",
+        f"prognos data validate {dirty_target} {flag}",
+        f"prognos features build {dirty_target} {flag}",
+        f"prognos simulate --mode telemetry --assets 50 {flag}",
+        "prognos --help",
+    ):
+        out.print(f"  {escape(command)}", soft_wrap=True, highlight=False)
+
+
+def inject_bad_rows(data: FleetData) -> tuple[FleetData, dict[int, str]]:
+    """A copy with a missing value, an out-of-range value, a duplicate and a late reading.
+
+    Returns the copy and, per bad row position in it, what was done. Assets and positions are
+    spread so that each bad row breaks one rule.
+    """
+    from prognos.fleet import ASSET, TIME
+
+    readings, spec = data.readings.copy(), data.spec
+    ids = readings[ASSET].unique()
+    sensors = spec.sensor_names
+
+    def row_of(k: int, fraction: float) -> int:
+        asset = ids[k % len(ids)]
+        rows = np.flatnonzero(readings[ASSET].to_numpy() == asset)
+        return int(rows[int(len(rows) * fraction)])
+
+    assets, times = readings[ASSET].to_numpy(), readings[TIME].to_numpy()
+
+    def where(row: int) -> str:
+        return f"asset {assets[row]} time {times[row]}"
+
+    nan_row = row_of(1, 0.2)
+    readings.loc[nan_row, sensors[0]] = np.nan
+    spike_row = row_of(2, 0.4)
+    spike = spec.channel(sensors[-1])
+    low = spike.min if spike.min is not None else 0.0
+    high = spike.max if spike.max is not None else 1.0
+    spike_value = high + 10 * (high - low) + 1.0
+    readings.loc[spike_row, sensors[-1]] = spike_value
+    dup_row, late_row = row_of(3, 0.6), row_of(4, 0.8)
+
+    order = list(range(len(readings)))
+    order.insert(order.index(dup_row) + 1, dup_row)  # a reading delivered twice
+    order.remove(late_row)
+    order.insert(order.index(late_row + 3) + 1, late_row)  # arrives after three newer ones
+    dirty = readings.iloc[order].reset_index(drop=True)
+    notes = {
+        order.index(nan_row): f"missing value: {where(nan_row)} {sensors[0]} = NaN",
+        order.index(spike_row): (
+            f"out-of-range value: {where(spike_row)} {sensors[-1]} = "
+            f"{spike_value:.6g} (max {high:g})"
+        ),
+        len(order) - 1 - order[::-1].index(dup_row): f"duplicate: {where(dup_row)} sent twice",
+        order.index(late_row): f"time going backwards: {where(late_row)} arrives after "
+        f"time {times[late_row + 3]}",
+    }
+    return replace(data, readings=dirty, source=f"{data.source} (corrupted copy)"), notes
+
+
+def online_parity(
+    state: CliState,
+    pipeline: FeaturePipeline,
+    valid: pd.DataFrame,
+    matrix: pd.DataFrame,
+    asset: object,
+) -> None:
+    """Feed one asset's valid readings to OnlineFeatures; compare with the offline rows."""
+    from prognos.features import OnlineFeatures
+    from prognos.fleet import ASSET
+
+    mine = (valid[ASSET] == asset).to_numpy()
+    readings = valid.loc[mine]
+    offline = matrix.loc[mine, pipeline.feature_names_out_].to_numpy(dtype=np.float64)
+    online = OnlineFeatures(pipeline)
+    with state.err.status(f"Replaying asset {asset}"):
+        records = readings.to_dict(orient="records")
+        rows = np.vstack([online.update({str(k): v for k, v in r.items()}) for r in records])
+    last = float(np.max(np.abs(rows[-1] - offline[-1])))
+    every = float(np.max(np.abs(rows - offline)))
+    colour = "green" if last == 0.0 else ("yellow" if last < 1e-9 else "red")
+    state.out.print(
+        f"asset {asset}: {fmt_int(len(rows))} readings through OnlineFeatures "
+        f"({len(online.feature_names)} features each)"
+    )
+    state.out.print(
+        f"[{colour}]parity: last online row vs offline row: max |difference| = {last:.3g}[/] "
+        f"(over all {fmt_int(len(rows))} rows: {every:.3g})",
+        soft_wrap=True,
+    )
+
+
+def _latest(matrix: pd.DataFrame) -> pd.DataFrame:
+    """Each asset's last feature row, most degraded (highest health index) first."""
+    from prognos.fleet import ASSET, TIME
+
+    latest = matrix.sort_values([ASSET, TIME], kind="stable").groupby(ASSET).tail(1)
+    return latest.set_index(ASSET).sort_values(HEALTH, ascending=False, kind="stable")
+
+
+def _summary(latest: pd.DataFrame) -> Table:
+    from prognos.fleet import TIME
+
+    shown = [c for c in KEY_FEATURES if c in latest.columns]
+    table = Table()
+    table.add_column("asset", justify="right")
+    table.add_column("cycles", justify="right")
+    table.add_column("health index", justify="right")
+    for column in shown:
+        table.add_column(column.replace("health_index__", "HI "), justify="right")
+    top = latest.head(TOP)
+    columns = [top[c].tolist() for c in (TIME, HEALTH, *shown)]
+    for asset, time_, health, *values in zip(top.index, *columns, strict=True):
+        table.add_row(str(asset), str(time_), f"{health:.2f}", *(f"{v:.3f}" for v in values))
+    return table

@@ -1,0 +1,1 @@
+"""Training: splits, evaluation metrics, model selection and the training run."""
