@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,6 +26,11 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; a SQLite file under home when unset."
     )
     redis_namespace: str = Field(default="prognos", description="Key prefix for Redis state.")
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PROGNOS_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+        description="MLflow server or store; a SQLite store under home when unset.",
+    )
     log_level: str = "INFO"
 
     @property
@@ -43,6 +48,17 @@ class Settings(BaseSettings):
     @property
     def reports_dir(self) -> Path:
         return self.home / "reports"
+
+    @property
+    def tracking_uri(self) -> str:
+        """Where runs and registered models live: ``MLFLOW_TRACKING_URI`` or SQLite under home."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "mlartifacts"
 
     def ensure_home(self) -> Path:
         """Create the home layout; called by commands that write, never at import."""

@@ -16,7 +16,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from prognos import __version__
-from prognos.cli import data, demo, features, simulate
+from prognos.cli import data, demo, features, models, simulate
 from prognos.cli._common import CliState, error_text, print_error
 from prognos.config import get_settings
 from prognos.errors import PrognosError
@@ -81,6 +81,11 @@ app.command("simulate")(simulate.simulate)
 app.add_typer(data.app, name="data")
 app.add_typer(features.app, name="features")
 app.command("demo")(demo.demo)
+app.command("train")(models.train)
+app.command("predict")(models.predict)
+app.command("evaluate")(models.evaluate)
+app.command("tune")(models.tune)
+app.add_typer(models.models_app, name="models")
 
 
 def main() -> None:

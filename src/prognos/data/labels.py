@@ -242,3 +242,27 @@ def _next_event(
         dtype="float64", na_value=np.nan
     )
     return next_kind, to_next, to_last
+
+
+def truncate_trajectories(
+    readings: pd.DataFrame, *, seed: int = 0, min_cycles: int = 10, max_rul: float | None = None
+) -> tuple[pd.DataFrame, pd.Series]:
+    """A test fleet from run-to-failure data: each asset cut at a random cycle, as in C-MAPSS.
+
+    Returns the truncated readings and the true RUL at each asset's last kept cycle (indexed by
+    asset id, ascending). Cuts keep at least ``min_cycles`` readings and, when ``max_rul`` is
+    given, leave at most that many cycles to failure.
+    """
+    _check_keys(readings)
+    rng = np.random.default_rng(seed)
+    ordered = readings.sort_values([ASSET, TIME], kind="stable")
+    sizes = ordered.groupby(ASSET, sort=True).size()
+    low = np.minimum(min_cycles, sizes.to_numpy())
+    if max_rul is not None:
+        low = np.maximum(low, sizes.to_numpy() - int(max_rul))
+    keep = rng.integers(low, sizes.to_numpy() + 1)
+    position = ordered.groupby(ASSET, sort=True).cumcount().to_numpy()
+    limit = np.repeat(keep, sizes.to_numpy())
+    cut = ordered[position < limit]
+    truth = pd.Series(sizes.to_numpy() - keep, index=sizes.index, name="rul", dtype=float)
+    return cut, truth

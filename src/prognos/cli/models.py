@@ -1,0 +1,343 @@
+"""``prognos train | predict | evaluate`` and ``prognos models list | promote | rollback``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from prognos.cli._common import (
+    HomeOption,
+    fmt_int,
+    get_state,
+    load_fleet,
+    parse_table_target,
+    path_line,
+    steps,
+    write_table,
+)
+from prognos.cli.data import EventsOption, SpecOption
+from prognos.errors import DataSourceError, DataValidationError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from prognos.cli._common import CliState
+
+DataOption = Annotated[str, typer.Option("--data", help="Data source KIND:PATH.")]
+ModelOption = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        help="Any MLflow model URI: models:/NAME@champion, models:/NAME/3, models:/NAME/latest, "
+        "runs:/RUN/model.",
+    ),
+]
+
+models_app = typer.Typer(help="Registered model versions.", no_args_is_help=True)
+
+_SHOWN = [
+    "rmse",
+    "mae",
+    "phm08",
+    "precision",
+    "recall",
+    "f2",
+    "roc_auc",
+    "pr_auc",
+    "expected_cost",
+    "coverage",
+]
+
+
+def train(
+    ctx: typer.Context,
+    data: DataOption,
+    name: Annotated[
+        str | None, typer.Option(help="Registered model name [default: fleet name].")
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="TrainConfig YAML.")] = None,
+    spec: SpecOption = None,
+    events: EventsOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Validate, build features, cross-validate by asset, fit the ensemble, log, register, gate."""
+    from prognos.training.config import TrainConfig
+    from prognos.training.flow import train as run_training
+
+    state = get_state(ctx, home)
+    train_config = TrainConfig.from_yaml(config) if config else TrainConfig()
+    fleet = load_fleet(state, data, spec, events)
+    n_steps = (
+        3 + train_config.folds * len(train_config.active_members()) + len(train_config.ensemble)
+    )
+    with steps(state.err, n_steps) as step:
+        outcome = run_training(fleet, train_config, state.settings, name=name, progress=step)
+    out = state.out
+    report = outcome.validation
+    out.print(
+        f"{fmt_int(report.valid_rows)} valid rows of {fmt_int(report.total_rows)} "
+        f"({fmt_int(report.quarantined_rows)} quarantined), "
+        f"{train_config.folds}-fold cross-validation grouped by asset, "
+        f"{train_config.cuts_per_asset} cuts per validation asset"
+    )
+    out.print(_metrics_table(outcome.metrics))
+    post = outcome.bundle.post
+    out.print(
+        f"alert threshold {post.threshold:.3f} (cost-optimal, missed failure "
+        f"{train_config.costs.missed_failure:,.0f}, needless inspection "
+        f"{train_config.costs.false_alarm:,.0f}); F2-optimal {post.f2_threshold:.3f}"
+    )
+    out.print(
+        "ensemble weights: RUL "
+        + _weights(post.rul_weights)
+        + "; probability "
+        + _weights(post.proba_weights)
+    )
+    for warning in outcome.warnings:
+        out.print(f"[yellow]warning:[/] {escape(warning)}")
+    verdict = (
+        "[green]promoted to champion[/]"
+        if outcome.promoted
+        else "[yellow]not promoted[/]: " + escape("; ".join(outcome.gate.reasons))
+    )
+    out.print(f"registered [bold]{escape(outcome.name)}[/] version {outcome.version}: {verdict}")
+    out.print(
+        f"took {outcome.seconds['total']:.0f} s (cross-validation "
+        f"{outcome.seconds['cross_validation']:.0f} s, final fit "
+        f"{outcome.seconds['final_fit']:.0f} s); run {outcome.run_id}"
+    )
+    out.print(
+        f"MLflow UI: mlflow ui --backend-store-uri {escape(state.settings.tracking_uri)}",
+        soft_wrap=True,
+    )
+
+
+def _metrics_table(metrics: pd.DataFrame) -> Table:
+    table = Table(title="Cross-validation (out of fold, cross-fitted thresholds)")
+    table.add_column("model")
+    for column in _SHOWN:
+        table.add_column(column, justify="right")
+    for model, row in metrics.iterrows():
+        table.add_row(
+            str(model),
+            *[
+                f"{row[c]:,.0f}" if c in ("expected_cost", "phm08") else f"{row[c]:.3f}"
+                for c in _SHOWN
+            ],
+        )
+    return table
+
+
+def _weights(weights: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.2f}" for k, v in weights.items())
+
+
+def _load_model(state: CliState, uri: str) -> object:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from prognos.registry.tracking import connect
+
+    connect(state.settings)
+    try:
+        with state.err.status(f"Loading {escape(uri)}"):
+            return mlflow.pyfunc.load_model(uri)
+    except (MlflowException, OSError) as exc:
+        raise DataSourceError(f"cannot load model {uri}: {exc}") from exc
+
+
+def _valid_readings(
+    state: CliState, source: str, spec: Path | None, events: Path | None
+) -> pd.DataFrame:
+    from prognos.data.validation import validate_readings
+
+    fleet = load_fleet(state, source, spec, events)
+    result = validate_readings(fleet.readings, fleet.spec)
+    if result.report.quarantined_rows:
+        state.err.print(
+            f"[yellow]{fmt_int(result.report.quarantined_rows)} rows quarantined (not used)[/]"
+        )
+    if result.valid.empty:
+        raise DataValidationError(f"{source}: no valid rows to predict from")
+    return result.valid.reset_index(drop=True)
+
+
+def predict(
+    ctx: typer.Context,
+    data: DataOption,
+    model: ModelOption,
+    output: Annotated[str, typer.Option("--output", "-o", help="CSV file (or csv:/parquet:).")],
+    spec: SpecOption = None,
+    events: EventsOption = None,
+    home: HomeOption = None,
+) -> None:
+    """One row per asset at its last cycle: RUL with its interval, failure probability, alert."""
+    state = get_state(ctx, home)
+    readings = _valid_readings(state, data, spec, events)
+    loaded = _load_model(state, model)
+    predictions = loaded.predict(readings)  # type: ignore[attr-defined]
+    kind, path = parse_table_target(output if ":" in output else f"csv:{output}", "predictions")
+    write_table(predictions, path, kind)
+    out = state.out
+    out.print(
+        f"{fmt_int(len(predictions))} assets predicted, {int(predictions['alert'].sum())} alerts"
+    )
+    top = predictions.sort_values("failure_probability", ascending=False).head(10)
+    table = Table(title="Riskiest assets")
+    for column in ("asset", "cycle", "RUL", "90% interval", "P(fail within H)", "alert"):
+        table.add_column(column, justify="right")
+    for row in top.itertuples():
+        table.add_row(
+            str(row.asset_id),
+            str(row.cycle),
+            f"{row.rul:.0f}",
+            f"{row.rul_lower:.0f}-{row.rul_upper:.0f}",
+            f"{row.failure_probability:.2f}",
+            "yes" if row.alert else "",
+        )
+    out.print(table)
+    path_line(out, "wrote", path)
+
+
+def evaluate(
+    ctx: typer.Context,
+    data: DataOption,
+    truth: Annotated[
+        Path,
+        typer.Option(
+            "--truth",
+            help="True RUL at each asset's last cycle: "
+            "one number per line in asset order, or a CSV with "
+            "asset_id,rul.",
+        ),
+    ],
+    model: ModelOption,
+    spec: SpecOption = None,
+    events: EventsOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Every metric against the true RUL at each asset's last cycle."""
+    from prognos.training.evaluation import evaluate_predictions, read_truth
+
+    state = get_state(ctx, home)
+    readings = _valid_readings(state, data, spec, events)
+    loaded = _load_model(state, model)
+    predictions = loaded.predict(readings)  # type: ignore[attr-defined]
+    bundle = loaded.unwrap_python_model().bundle  # type: ignore[attr-defined]
+    figures = evaluate_predictions(
+        predictions,
+        read_truth(truth, predictions["asset_id"]),
+        horizon=bundle.horizon,
+        rul_cap=bundle.rul_cap,
+    )
+    table = Table(title=f"{model} on {data}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in figures.items():
+        table.add_row(key, f"{value:,.4g}")
+    state.out.print(table)
+
+
+@models_app.command("list")
+def list_models(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    home: HomeOption = None,
+) -> None:
+    """Versions of a registered model with their cross-validation figures and aliases."""
+    from prognos.registry import versions
+    from prognos.registry.tracking import connect
+
+    state = get_state(ctx, home)
+    client = connect(state.settings)
+    table = Table(title=f"{name}")
+    for column in ("version", "aliases", "rmse", "f2", "recall", "created", "run"):
+        table.add_column(column)
+    import pandas as pd
+
+    for v in versions.list_versions(client, name):
+        table.add_row(
+            str(v.version),
+            ",".join(v.aliases),
+            f"{v.metrics.get('rmse', float('nan')):.2f}",
+            f"{v.metrics.get('f2', float('nan')):.3f}",
+            f"{v.metrics.get('recall', float('nan')):.3f}",
+            str(pd.Timestamp(v.created, unit="ms").floor("s")),
+            v.run_id[:8],
+        )
+    state.out.print(table)
+
+
+@models_app.command("promote")
+def promote(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument()],
+    version: Annotated[int, typer.Argument(help="Version to make champion.")],
+    home: HomeOption = None,
+) -> None:
+    """Make a version the champion (no gate: an operator's explicit decision)."""
+    from prognos.registry import versions
+    from prognos.registry.tracking import connect
+
+    state = get_state(ctx, home)
+    versions.promote(connect(state.settings), name, version)
+    state.out.print(f"{escape(name)} version {version} is now champion")
+
+
+@models_app.command("rollback")
+def rollback(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument()],
+    home: HomeOption = None,
+) -> None:
+    """Move the champion back to the previous champion."""
+    from prognos.registry import versions
+    from prognos.registry.tracking import connect
+
+    state = get_state(ctx, home)
+    version = versions.rollback(connect(state.settings), name)
+    state.out.print(f"{escape(name)} champion rolled back to version {version}")
+
+
+def tune(
+    ctx: typer.Context,
+    data: DataOption,
+    budget: Annotated[float, typer.Option(help="Time budget in seconds.")] = 600.0,
+    trials: Annotated[int | None, typer.Option(help="Stop after this many trials.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Base TrainConfig YAML.")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Best config YAML.")] = Path(
+        "tuned.yaml"
+    ),
+    spec: SpecOption = None,
+    events: EventsOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Search tree and sequence hyperparameters (Optuna) on grouped cross-validation."""
+    import yaml
+
+    from prognos.training.config import TrainConfig
+    from prognos.training.tune import tune as run_tune
+
+    state = get_state(ctx, home)
+    base = TrainConfig.from_yaml(config) if config else TrainConfig()
+    fleet = load_fleet(state, data, spec, events)
+    with state.err.status("Tuning") as status:
+        outcome = run_tune(
+            fleet,
+            base,
+            state.settings,
+            budget_s=budget,
+            max_trials=trials,
+            progress=lambda msg: status.update(escape(msg)),
+        )
+    output.write_text(yaml.safe_dump(outcome.best.model_dump(mode="json"), sort_keys=False))
+    state.out.print(f"{outcome.trials} trials; best ensemble RMSE {outcome.best_value:.3f}")
+    path_line(state.out, "best configuration ->", output)
+    state.out.print(
+        f"train with it: prognos train --data {escape(data)} --config {escape(str(output))}",
+        soft_wrap=True,
+    )

@@ -1,0 +1,1 @@
+"""Registry: the MLflow pyfunc bundle, registration, the promotion gate, aliases and rollback."""

@@ -1,0 +1,315 @@
+"""The train flow behind ``prognos train``: validate, label, cross-validate, fit, log, register.
+
+Each step is a plain function so the CLI, the Python API and (later) Prefect flows call the same
+code; this module owns the order, not the work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import yaml
+from mlflow.tracking import MlflowClient
+
+import prognos
+from prognos.config import Settings
+from prognos.data.dataset import FleetData
+from prognos.data.labels import run_to_failure_labels
+from prognos.data.validation import ValidationReport, validate_readings
+from prognos.errors import DataValidationError, LabelError
+from prognos.features import FeaturePipeline
+from prognos.fleet import ASSET, FleetSpec
+from prognos.models.base import Targets
+from prognos.models.bundle import ModelBundle, PostProcessing, model_input
+from prognos.registry import pyfunc, versions
+from prognos.registry.tracking import connect
+from prognos.training.config import TrainConfig
+from prognos.training.cv import CVResult, cross_validate, make_member
+from prognos.training.plots import write_plots
+from prognos.training.report import headline, metrics_table, regime_slices
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class TrainOutcome:
+    name: str
+    run_id: str
+    version: int | None
+    promoted: bool
+    gate: versions.GateDecision
+    metrics: pd.DataFrame
+    slices: pd.DataFrame
+    warnings: list[str]
+    validation: ValidationReport
+    cv: CVResult
+    bundle: ModelBundle
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def prepare(
+    data: FleetData, config: TrainConfig
+) -> tuple[pd.DataFrame, pd.DataFrame, ValidationReport, FleetSpec]:
+    """Valid rows and their labels; quarantined rows are reported, never trained on."""
+    if not data.run_to_failure:
+        raise LabelError(
+            f"{data.source} does not run to failure (a test file or telemetry): training needs "
+            "trajectories whose last reading is the failure"
+        )
+    result = validate_readings(data.readings, data.spec)
+    if result.report.valid_rows == 0:
+        raise DataValidationError(f"no valid rows in {data.source}:\n{result.report.summary()}")
+    readings = result.valid.reset_index(drop=True)
+    fleet = data.spec
+    labels = run_to_failure_labels(
+        readings,
+        rul_cap=config.rul_cap or fleet.labels.rul_cap,
+        horizon=config.horizon or fleet.labels.horizon,
+    )
+    return readings, labels, result.report, fleet
+
+
+def fit_bundle(
+    readings: pd.DataFrame,
+    labels: pd.DataFrame,
+    fleet: FleetSpec,
+    config: TrainConfig,
+    cv: CVResult,
+    progress: Progress | None = None,
+) -> ModelBundle:
+    """The final model: every member refitted on all assets, post-processing from the CV."""
+    say = progress or (lambda _: None)
+    pipeline = FeaturePipeline(fleet, config.features).fit(readings)
+    X = model_input(pipeline, readings, config.window)
+    y = Targets(
+        rul=labels["rul_capped"].to_numpy(dtype=np.float64),
+        failed=labels["failure_within_h"].to_numpy(dtype=np.int64),
+    )
+    members = {}
+    for name in cv.ensemble:
+        say(f"final fit: {name}")
+        members[name] = make_member(name, config.members[name].params, config.seed).fit(X, y)  # type: ignore[index]
+    post = PostProcessing.fit(
+        cv.oof,
+        cv.ensemble,
+        coverage=config.coverage,
+        cost_missed=config.costs.missed_failure,
+        cost_false_alarm=config.costs.false_alarm,
+    )
+    return ModelBundle(
+        fleet=fleet,
+        pipeline=pipeline,
+        window=config.window,
+        horizon=int(config.horizon or fleet.labels.horizon),
+        rul_cap=float(config.rul_cap or fleet.labels.rul_cap),
+        members=members,
+        post=post,
+    )
+
+
+def data_hash(readings: pd.DataFrame, fleet: FleetSpec) -> str:
+    """Content hash of the training rows and their spec: the data version of a run."""
+    digest = hashlib.sha256(pd.util.hash_pandas_object(readings, index=False).to_numpy().tobytes())
+    digest.update(fleet.model_dump_json().encode())
+    return digest.hexdigest()[:16]
+
+
+def code_version() -> str:
+    """The git commit of the running code when there is one, else the package version."""
+    here = Path(prognos.__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return prognos.__version__
+    return f"{commit}{'-dirty' if dirty else ''}"
+
+
+def train(
+    data: FleetData,
+    config: TrainConfig,
+    settings: Settings,
+    *,
+    name: str | None = None,
+    progress: Progress | None = None,
+) -> TrainOutcome:
+    """Validate, cross-validate, fit, log to MLflow, register and gate one fleet's model."""
+    say = progress or (lambda _: None)
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    readings, labels, report, fleet = prepare(data, config)
+    name = name or fleet.name
+    say("cross-validation")
+    cv = cross_validate(readings, labels, fleet, config, progress=say)
+    seconds["cross_validation"] = time.perf_counter() - start
+    costs = config.costs
+    table = metrics_table(cv, costs.missed_failure, costs.false_alarm)
+    slices, warnings = regime_slices(cv) if cv.ensemble else (pd.DataFrame(), [])
+    fit_start = time.perf_counter()
+    bundle = fit_bundle(readings, labels, fleet, config, cv, progress=say)
+    seconds["final_fit"] = time.perf_counter() - fit_start
+    version = data_hash(readings, fleet)
+    bundle.metadata.update(
+        {
+            "data_hash": version,
+            "code_version": code_version(),
+            "source": data.source,
+            "metrics": headline(table),
+            "trained_at": pd.Timestamp.now(tz="UTC").isoformat(),
+        }
+    )
+
+    say("logging to MLflow")
+    client = connect(settings)
+    judged = headline(table)
+    with mlflow.start_run(run_name=f"train-{name}") as run:
+        mlflow.set_tags(
+            {
+                "prognos.fleet": name,
+                "prognos.data_hash": version,
+                "prognos.code_version": bundle.metadata["code_version"],
+                "prognos.source": data.source,
+                "prognos.folds": str(config.folds),
+                "prognos.seed": str(config.seed),
+            }
+        )
+        mlflow.log_params(_flat_params(config, readings))
+        mlflow.log_metrics({k: v for k, v in judged.items() if np.isfinite(v)})
+        for model in table.index:
+            figures = headline(table.loc[[model]])
+            mlflow.log_metrics({f"{model}.{k}": v for k, v in figures.items() if np.isfinite(v)})
+        mlflow.log_metrics(
+            {
+                "threshold": bundle.post.threshold,
+                "f2_threshold": bundle.post.f2_threshold,
+                "train_rows": float(len(readings)),
+                "train_assets": float(readings[ASSET].nunique()),
+                "quarantined_rows": float(report.quarantined_rows),
+                **{f"seconds.{k}": v for k, v in seconds.items()},
+                **{f"seconds.cv_fit.{k}": v for k, v in cv.fit_seconds.items()},
+            }
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            (folder / "train_config.yaml").write_text(
+                yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+            )
+            (folder / "fleet_spec.yaml").write_text(
+                yaml.safe_dump(fleet.model_dump(mode="json"), sort_keys=False)
+            )
+            table.to_csv(folder / "cv_metrics.csv")
+            slices.to_csv(folder / "regime_slices.csv")
+            cv.oof.to_csv(folder / "oof_predictions.csv", index=False)
+            (folder / "validation.json").write_text(report.model_dump_json(indent=2))
+            importances = getattr(bundle.members.get("xgboost"), "feature_importances_", None)
+            write_plots(
+                cv.oof, importances if isinstance(importances, dict) else None, folder / "plots"
+            )
+            mlflow.log_artifacts(str(folder))
+            bundle_path = pyfunc.save_bundle(bundle, folder / "bundle.pkl")
+            signature, example = pyfunc.signature_and_example(bundle, readings)
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=pyfunc.PrognosModel(),
+                artifacts={pyfunc.BUNDLE_ARTIFACT: str(bundle_path)},
+                signature=signature,
+                input_example=example,
+                pip_requirements=[f"prognos=={prognos.__version__}"],
+            )
+        registered = mlflow.register_model(info.model_uri, name)
+        run_id = run.info.run_id
+    number = int(registered.version)
+    decision = versions.gate(
+        judged, config.gate, _champion_metrics(client, name, version, config, number)
+    )
+    if decision.passed:
+        versions.promote(client, name, number)
+    client.set_model_version_tag(
+        name,
+        str(number),
+        "prognos.gate",
+        "passed" if decision.passed else "; ".join(decision.reasons),
+    )
+    seconds["total"] = time.perf_counter() - start
+    return TrainOutcome(
+        name=name,
+        run_id=run_id,
+        version=number,
+        promoted=decision.passed,
+        gate=decision,
+        metrics=table,
+        slices=slices,
+        warnings=warnings,
+        validation=report,
+        cv=cv,
+        bundle=bundle,
+        seconds=seconds,
+    )
+
+
+def _champion_metrics(
+    client: MlflowClient, name: str, data_version: str, config: TrainConfig, candidate: int
+) -> dict[str, float] | None:
+    """The champion's CV figures, if they were measured on the same folds as the candidate's.
+
+    Same folds means same data (hash), same number of folds, cuts and seed. A champion trained
+    on other data cannot be compared on these folds from its logged figures; the gate then
+    applies the floors only and says so in the version's tag.
+    """
+    current = versions.champion(client, name)
+    if current is None or current.version == candidate:
+        return None
+    run = client.get_run(current.run_id)
+    tags, params = run.data.tags, run.data.params
+    same = (
+        tags.get("prognos.data_hash") == data_version
+        and params.get("folds") == str(config.folds)
+        and params.get("cuts_per_asset") == str(config.cuts_per_asset)
+        and tags.get("prognos.seed") == str(config.seed)
+    )
+    return dict(run.data.metrics) if same else None
+
+
+def _flat_params(config: TrainConfig, readings: pd.DataFrame) -> dict[str, str]:
+    flat = {
+        "window": config.window,
+        "folds": config.folds,
+        "cuts_per_asset": config.cuts_per_asset,
+        "max_cut_rul": config.max_cut_rul,
+        "horizon": config.horizon,
+        "rul_cap": config.rul_cap,
+        "ensemble": ",".join(config.ensemble),
+        "coverage": config.coverage,
+        "cost_missed": config.costs.missed_failure,
+        "cost_false_alarm": config.costs.false_alarm,
+        "features": json.dumps(config.features.model_dump(mode="json"))[:500],
+    }
+    for member, settings in config.members.items():
+        flat[f"{member}.enabled"] = settings.enabled
+        for key, value in settings.params.items():
+            flat[f"{member}.{key}"] = value
+    return {k: str(v) for k, v in flat.items()}

@@ -1,0 +1,162 @@
+"""The issue-3 CLI contract end to end on a small simulated fleet: train, predict, evaluate,
+models list/promote/rollback, and the gate refusing a worse model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from prognos.cli import app
+from prognos.data.labels import truncate_trajectories
+from prognos.data.simulator import SimulatorConfig, simulate_fleet
+
+FAST = {
+    "folds": 3,
+    "cuts_per_asset": 4,
+    "members": {
+        "xgboost": {"params": {"n_estimators": 80}},
+        "sequence": {"params": {"max_epochs": 4, "hidden": 16}},
+        "forest": {"params": {"n_estimators": 40}},
+    },
+}
+
+
+def _run(*args: str) -> str:
+    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.mark.slow
+def test_train_predict_evaluate_and_manage_versions(tmp_path: Path) -> None:
+    home = str(tmp_path / "home")
+    config = tmp_path / "fast.yaml"
+    config.write_text(yaml.safe_dump(FAST))
+    _run(
+        "simulate",
+        "--assets",
+        "30",
+        "--seed",
+        "5",
+        "--output",
+        f"csv:{tmp_path}/train.csv",
+        "--home",
+        home,
+    )
+
+    out = _run(
+        "train",
+        "--data",
+        f"csv:{tmp_path}/train.csv",
+        "--name",
+        "tiny",
+        "--config",
+        str(config),
+        "--home",
+        home,
+    )
+    assert "registered tiny version 1" in out and "promoted to champion" in out
+    assert "ensemble" in out and "mlflow ui --backend-store-uri" in out
+
+    test_fleet = simulate_fleet(SimulatorConfig(n_assets=15, seed=99))
+    cut, truth = truncate_trajectories(test_fleet.readings, seed=3, max_rul=120)
+    cut.to_csv(tmp_path / "test.csv", index=False)
+    (tmp_path / "test.spec.yaml").write_text(
+        yaml.safe_dump(test_fleet.spec.model_dump(mode="json"))
+    )
+    (tmp_path / "truth.txt").write_text("\n".join(str(int(v)) for v in truth))
+
+    _run(
+        "predict",
+        "--data",
+        f"csv:{tmp_path}/test.csv",
+        "--model",
+        "models:/tiny@champion",
+        "--output",
+        str(tmp_path / "preds.csv"),
+        "--home",
+        home,
+    )
+    preds = pd.read_csv(tmp_path / "preds.csv")
+    assert list(preds.columns) == [
+        "asset_id",
+        "cycle",
+        "rul",
+        "rul_lower",
+        "rul_upper",
+        "failure_probability",
+        "alert",
+    ]
+    assert len(preds) == 15 and (preds["rul_lower"] <= preds["rul"]).all()
+    assert (preds["cycle"].to_numpy() == cut.groupby("asset_id")["time"].max().to_numpy()).all()
+    # Predictions track the truth on unseen assets.
+    assert preds["rul"].corr(truth.reset_index(drop=True)) > 0.5
+
+    out = _run(
+        "evaluate",
+        "--data",
+        f"csv:{tmp_path}/test.csv",
+        "--truth",
+        str(tmp_path / "truth.txt"),
+        "--model",
+        "models:/tiny/1",
+        "--home",
+        home,
+    )
+    assert "rmse" in out and "f2" in out and "coverage" in out
+
+    strict = {**FAST, "gate": {"min_f2": 0.999, "min_recall": 0.999, "max_rmse": 0.5}}
+    config.write_text(yaml.safe_dump(strict))
+    out = _run(
+        "train",
+        "--data",
+        f"csv:{tmp_path}/train.csv",
+        "--name",
+        "tiny",
+        "--config",
+        str(config),
+        "--home",
+        home,
+    )
+    assert "registered tiny version 2" in out and "not promoted" in out
+    listing = _run("models", "list", "tiny", "--home", home)
+    assert "champion" in listing.splitlines()[-3] or "champion" in listing
+
+    _run("models", "promote", "tiny", "2", "--home", home)
+    out = _run("models", "rollback", "tiny", "--home", home)
+    assert "rolled back to version 1" in out
+    _run(
+        "predict",
+        "--data",
+        f"csv:{tmp_path}/test.csv",
+        "--model",
+        "models:/tiny/latest",
+        "--output",
+        str(tmp_path / "latest.csv"),
+        "--home",
+        home,
+    )
+
+
+def test_predict_with_an_unknown_model_is_a_clear_error(tmp_path: Path) -> None:
+    _run("simulate", "--assets", "3", "--output", f"csv:{tmp_path}/f.csv", "--home", str(tmp_path))
+    result = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            "--data",
+            f"csv:{tmp_path}/f.csv",
+            "--model",
+            "models:/nope@champion",
+            "--output",
+            "x.csv",
+            "--home",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "cannot load model models:/nope@champion" in result.output
