@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+# Before XGBoost/torch load their OpenMP runtimes: spinning waiters starve 2-core machines.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 REPO = Path(__file__).resolve().parents[1]
 CMAPSS_DIR = REPO.parent / "shared" / "data" / "cmapss"
 REDIS_URL = os.environ.get("PROGNOS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")

@@ -1,0 +1,494 @@
+"""The sequence member: a small PyTorch network reading each row's last W channel vectors.
+
+Trees see hand-made window features; this member learns its own from the normalised window, so the
+two err differently and the ensemble gains. One network, two heads: remaining useful life
+(regression on RUL / ``rul_scale``) and the failure-within-H logit, trained jointly.
+
+Inputs per position: the channel levels, the levels minus their mean over the window's real
+positions (the window's *shape*: trends, rising noise) and the 0/1 "real position" mask. Levels
+alone are a trap: each asset has its own offsets (manufacturing, initial wear), so with a few
+dozen training assets a network memorises assets by level and fails on new ones. Training adds one
+random shift per sequence and channel (``level_noise``) so levels stay usable as coarse evidence
+while the shape carries the rest. Measured on held-out assets: simulated fleet RUL correlation
+0.5-0.7 -> ~0.9; FD001 RMSE 14.5 -> 12.4.
+
+Padding: ``FeaturePipeline.sequences`` zero-pads at the front. The network multiplies the input by
+the mask first, so whatever sits in padded positions cannot change a prediction (exactly), and the
+mask channel tells it where the asset's history starts.
+
+Global torch state (thread count, deterministic-algorithm flag, RNG) is set around each call and
+restored, so the member does not change the behaviour of other code in the process.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Literal, Self
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from sklearn.base import BaseEstimator
+from torch import Tensor, nn
+
+from prognos.errors import NotFittedError
+from prognos.models.base import ModelInput, Targets
+
+__all__ = ["SequenceModel"]
+
+_PREDICT_CHUNK = 4096
+# Up to this many rows, prediction on CPU runs on one thread: for tiny batches the thread pool's
+# synchronisation costs more than it saves (measured 9x slower on 2 threads for one sequence).
+_SMALL_BATCH = 256
+
+
+class _Net(nn.Module):
+    """Mask-aware encoder (LSTM or causal CNN) + a shared layer + RUL and failure heads."""
+
+    def __init__(
+        self,
+        arch: Literal["lstm", "cnn"],
+        n_channels: int,
+        window: int,
+        hidden: int,
+        layers: int,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        self.arch = arch
+        inputs = 2 * n_channels + 1  # levels, levels minus their window mean, the mask
+        self.lstm: nn.LSTM | None = None
+        self.convs = nn.ModuleList()
+        self.dilations: list[int] = []
+        if arch == "lstm":
+            self.lstm = nn.LSTM(
+                inputs,
+                hidden,
+                num_layers=layers,
+                batch_first=True,
+                dropout=dropout if layers > 1 else 0.0,
+            )
+            encoded = hidden
+        else:
+            # Dilations 1, 2, 4, ... until the receptive field (kernel 3) covers the window, and
+            # at least ``layers`` blocks.
+            d, field, n_blocks = 1, 1, 0
+            while field < window or n_blocks < layers:
+                self.dilations.append(d)
+                width = inputs if n_blocks == 0 else hidden
+                self.convs.append(nn.Conv1d(width, hidden, 3, dilation=d))
+                field += 2 * d
+                d *= 2
+                n_blocks += 1
+            encoded = 2 * hidden  # last position + masked mean over real positions
+        self.drop = nn.Dropout(dropout)
+        self.shared = nn.Linear(encoded, hidden)
+        self.rul_head = nn.Linear(hidden, 1)
+        self.fail_head = nn.Linear(hidden, 1)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        window = x.shape[1]
+        positions = torch.arange(window, device=x.device)
+        mask = (positions[None, :] >= (window - lengths)[:, None]).to(x.dtype)  # (B, W)
+        m = mask[..., None]
+        x = x * m  # padded positions become exact zeros, whatever they held
+        centre = x.sum(dim=1, keepdim=True) / m.sum(dim=1, keepdim=True)
+        x = torch.cat([x, (x - centre) * m, m], dim=2)
+        if self.lstm is not None:
+            out, _ = self.lstm(x)
+            encoded = out[:, -1]
+        else:
+            h = x.transpose(1, 2)  # (B, C, W)
+            for i, (conv, d) in enumerate(zip(self.convs, self.dilations, strict=True)):
+                y = torch.relu(conv(nn.functional.pad(h, (2 * d, 0))))  # causal: pad the past
+                h = y if i == 0 else h + y
+            real = mask[:, None, :]
+            pooled = (h * real).sum(dim=2) / real.sum(dim=2)
+            encoded = torch.cat([h[:, :, -1], pooled], dim=1)
+        z = self.drop(torch.relu(self.shared(self.drop(encoded))))
+        return self.rul_head(z).squeeze(1), self.fail_head(z).squeeze(1)
+
+
+@contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` intra-op threads (None: leave as is), then restore the previous count."""
+    previous = torch.get_num_threads()
+    if n is not None and n != previous:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
+
+
+@contextmanager
+def _deterministic(enabled: bool) -> Iterator[None]:
+    """Deterministic algorithms (warn only) for the duration, restoring the previous flags."""
+    was, was_warn = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    if enabled:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        if enabled:
+            torch.use_deterministic_algorithms(was, warn_only=was_warn)
+
+
+class SequenceModel(BaseEstimator):
+    """LSTM or causal-CNN member over ``ModelInput.sequences``; scikit-learn estimator contract.
+
+    Defaults are one configuration for every fleet, sized for a 2-core CPU: a 2-layer LSTM of 32
+    units trains C-MAPSS FD001 (~17k windows of 30) in well under a minute; ``arch="cnn"`` (causal
+    dilated convolutions, residual, receptive field >= window) is cheaper per epoch.
+
+    Early stopping holds out ``validation_fraction`` of the *assets* (``X.groups``), never rows:
+    rows of one asset share most of their window, so a row split would leak. The best epoch's
+    weights are restored. Loss = MSE(RUL / ``rul_scale``) + ``loss_weight`` * BCE(failed) with
+    ``pos_weight`` = negatives / positives; ``predict_proba`` removes that prior shift
+    (logit - log pos_weight), so probabilities sit on the training base rate instead of being
+    inflated. Rows with NaN RUL (censored) train the failure head only. ``level_noise`` is the
+    std (normalised units) of the random level shift per training sequence and channel; 0 turns
+    the augmentation off.
+
+    ``device="auto"`` trains on CUDA when available. The fitted network lives on that device;
+    pickling stores a CPU copy, and an unpickled model predicts on CPU. ``threads=None``: on CPU
+    min(2, cores) threads to train and to predict large batches, 1 thread for <= 256 rows.
+    """
+
+    def __init__(
+        self,
+        arch: Literal["lstm", "cnn"] = "lstm",
+        hidden: int = 32,
+        layers: int = 2,
+        dropout: float = 0.1,
+        lr: float = 2e-3,
+        batch_size: int = 256,
+        max_epochs: int = 60,
+        patience: int = 8,
+        validation_fraction: float = 0.2,
+        rul_scale: float = 125.0,
+        loss_weight: float = 0.1,
+        level_noise: float = 1.0,
+        seed: int = 0,
+        device: str = "auto",
+        threads: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.arch = arch
+        self.hidden = hidden
+        self.layers = layers
+        self.dropout = dropout
+        self.lr = lr
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.rul_scale = rul_scale
+        self.loss_weight = loss_weight
+        self.level_noise = level_noise
+        self.seed = seed
+        self.device = device
+        self.threads = threads
+        self.verbose = verbose
+
+    # -- parameters and inputs ---------------------------------------------------------------
+
+    def _check_params(self) -> None:
+        checks = [
+            (self.arch in ("lstm", "cnn"), f"arch must be 'lstm' or 'cnn', got {self.arch!r}"),
+            (self.hidden >= 1, f"hidden must be >= 1, got {self.hidden}"),
+            (self.layers >= 1, f"layers must be >= 1, got {self.layers}"),
+            (0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.max_epochs >= 1, f"max_epochs must be >= 1, got {self.max_epochs}"),
+            (self.patience >= 1, f"patience must be >= 1, got {self.patience}"),
+            (
+                0.0 <= self.validation_fraction < 1.0,
+                f"validation_fraction must be in [0, 1), got {self.validation_fraction}",
+            ),
+            (self.rul_scale > 0, f"rul_scale must be > 0, got {self.rul_scale}"),
+            (self.loss_weight >= 0, f"loss_weight must be >= 0, got {self.loss_weight}"),
+            (self.level_noise >= 0, f"level_noise must be >= 0, got {self.level_noise}"),
+            (
+                self.threads is None or self.threads >= 1,
+                f"threads must be None or >= 1, got {self.threads}",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def _resolve_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            device = torch.device(self.device)
+        except RuntimeError as exc:
+            raise ValueError(f"device {self.device!r} is not a torch device") from exc
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {self.device!r} requested but CUDA is not available")
+        return device
+
+    def _cpu_threads(self, rows: int, *, training: bool) -> int:
+        if self.threads is not None:
+            return self.threads
+        if not training and rows <= _SMALL_BATCH:
+            return 1
+        return min(2, os.cpu_count() or 1)
+
+    @staticmethod
+    def _check_input(X: ModelInput) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        seq = np.asarray(X.sequences)
+        lengths = np.asarray(X.lengths)
+        if seq.ndim != 3:
+            raise ValueError(
+                f"sequences must be 3-D (rows, window, channels), got shape {seq.shape}"
+            )
+        rows, window, _ = seq.shape
+        if lengths.shape != (rows,):
+            raise ValueError(f"lengths must have shape ({rows},), got {lengths.shape}")
+        if rows and (lengths.min() < 1 or lengths.max() > window):
+            raise ValueError(
+                f"lengths must be in 1..window ({window}), got {lengths.min()}..{lengths.max()}"
+            )
+        seq = np.ascontiguousarray(seq, dtype=np.float32)
+        if not np.isfinite(seq).all():
+            raise ValueError("sequences contain NaN or infinite values")
+        return seq, lengths.astype(np.int64, copy=False)
+
+    # -- fit -----------------------------------------------------------------------------------
+
+    def fit(self, X: ModelInput, y: Targets) -> Self:
+        """Train with early stopping on asset-held-out loss; restores the best epoch's weights."""
+        self._check_params()
+        seq, lengths = self._check_input(X)
+        rows, window, n_channels = seq.shape
+        if rows == 0:
+            raise ValueError("cannot fit on zero rows")
+        rul = np.asarray(y.rul, dtype=np.float64)
+        failed = np.asarray(y.failed, dtype=np.float64)
+        if rul.shape != (rows,) or failed.shape != (rows,):
+            raise ValueError(
+                f"targets must have shape ({rows},), got rul {rul.shape}, failed {failed.shape}"
+            )
+        if np.isnan(failed).any() or not np.isin(failed, (0.0, 1.0)).all():
+            raise ValueError("failed must be 0/1 without missing values")
+        groups = np.asarray(X.groups)
+        if groups.shape != (rows,):
+            raise ValueError(f"groups must have shape ({rows},), got {groups.shape}")
+
+        device = self._resolve_device()
+        rng = np.random.default_rng(self.seed)
+        train_rows, val_rows = self._split(groups, rng)
+        n_pos = float(failed[train_rows].sum())
+        n_neg = float(len(train_rows) - n_pos)
+        pos_weight = n_neg / n_pos if n_pos > 0 and n_neg > 0 else 1.0
+
+        self.window_ = window
+        self.n_channels_ = n_channels
+        self.device_ = device
+        self.pos_weight_ = pos_weight
+        self.history_: list[tuple[int, float, float]] = []
+        cpu = device.type == "cpu"
+        fork_devices = [] if cpu else [device.index or 0]
+        with (
+            _torch_threads(self._cpu_threads(rows, training=True) if cpu else None),
+            _deterministic(cpu),
+            torch.random.fork_rng(devices=fork_devices),
+        ):
+            torch.manual_seed(self.seed)
+            net = self._build(device)
+            tensors = self._tensors(seq, lengths, rul, failed, device)
+            self.net_ = self._train(net, tensors, train_rows, val_rows, device)
+        return self
+
+    def _split(
+        self, groups: NDArray[Any], rng: np.random.Generator
+    ) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+        """Rows of a random ``validation_fraction`` of assets for validation, the rest to train."""
+        everything = np.arange(len(groups))
+        _, codes = np.unique(
+            groups.astype(str) if groups.dtype == object else groups, return_inverse=True
+        )
+        n_groups = int(codes.max()) + 1
+        n_val = round(self.validation_fraction * n_groups)
+        if self.validation_fraction == 0 or n_groups < 2:
+            return everything, everything[:0]
+        n_val = min(max(n_val, 1), n_groups - 1)
+        held = np.zeros(n_groups, dtype=bool)
+        held[rng.permutation(n_groups)[:n_val]] = True
+        in_val = held[codes]
+        return everything[~in_val], everything[in_val]
+
+    def _build(self, device: torch.device) -> _Net:
+        return _Net(
+            self.arch, self.n_channels_, self.window_, self.hidden, self.layers, self.dropout
+        ).to(device)
+
+    def _tensors(
+        self,
+        seq: NDArray[np.float32],
+        lengths: NDArray[np.int64],
+        rul: NDArray[np.float64],
+        failed: NDArray[np.float64],
+        device: torch.device,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        has_rul = np.isfinite(rul)
+        scaled = np.where(has_rul, rul, 0.0) / self.rul_scale
+        return (
+            torch.from_numpy(seq).to(device),
+            torch.from_numpy(lengths).to(device),
+            torch.from_numpy(scaled.astype(np.float32)).to(device),
+            torch.from_numpy(has_rul.astype(np.float32)).to(device),
+            torch.from_numpy(failed.astype(np.float32)).to(device),
+        )
+
+    def _loss(self, net: _Net, batch: tuple[Tensor, ...], pos_weight: Tensor) -> Tensor:
+        x, lengths, rul, has_rul, failed = batch
+        rul_hat, logit = net(x, lengths)
+        squared = (rul_hat - rul) ** 2 * has_rul
+        rul_loss = squared.sum() / has_rul.sum().clamp(min=1.0)
+        fail_loss = nn.functional.binary_cross_entropy_with_logits(
+            logit, failed, pos_weight=pos_weight
+        )
+        return rul_loss + self.loss_weight * fail_loss
+
+    def _train(
+        self,
+        net: _Net,
+        tensors: tuple[Tensor, Tensor, Tensor, Tensor, Tensor],
+        train_rows: NDArray[np.intp],
+        val_rows: NDArray[np.intp],
+        device: torch.device,
+    ) -> _Net:
+        optimiser = torch.optim.Adam(net.parameters(), lr=self.lr)
+        pos_weight = torch.tensor(self.pos_weight_, dtype=torch.float32, device=device)
+        train_idx = torch.from_numpy(train_rows).to(device)
+        val_idx = torch.from_numpy(val_rows).to(device)
+        shuffler = torch.Generator().manual_seed(self.seed)
+        best_loss, best_state, best_epoch, stale = math.inf, None, 0, 0
+        for epoch in range(1, self.max_epochs + 1):
+            start = time.perf_counter()
+            net.train()
+            order = train_idx[torch.randperm(len(train_idx), generator=shuffler).to(device)]
+            total = 0.0
+            for a in range(0, len(order), self.batch_size):
+                rows = order[a : a + self.batch_size]
+                batch = [t[rows] for t in tensors]
+                if self.level_noise > 0:
+                    # One random shift per sequence and channel: levels become unreliable
+                    # asset fingerprints, shapes (the centred channels) are untouched.
+                    x = batch[0]
+                    shift = torch.randn(x.shape[0], 1, x.shape[2], device=device, dtype=x.dtype)
+                    batch[0] = x + self.level_noise * shift
+                loss = self._loss(net, tuple(batch), pos_weight)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                optimiser.step()
+                total += float(loss.detach()) * len(rows)
+            train_loss = total / len(order)
+            val_loss = (
+                self._evaluate(net, tensors, val_idx, pos_weight) if len(val_idx) else math.nan
+            )
+            self.history_.append((epoch, train_loss, val_loss))
+            monitored = val_loss if len(val_idx) else train_loss
+            if self.verbose:
+                print(
+                    f"epoch {epoch:3d}  train {train_loss:.4f}  val {val_loss:.4f}  "
+                    f"{time.perf_counter() - start:.2f}s"
+                )
+            if monitored < best_loss:
+                best_loss, best_epoch, stale = monitored, epoch, 0
+                best_state = copy.deepcopy(net.state_dict())
+            else:
+                stale += 1
+                if stale >= self.patience:
+                    break
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        self.best_epoch_ = best_epoch
+        net.eval()
+        return net
+
+    @torch.inference_mode()
+    def _evaluate(
+        self, net: _Net, tensors: tuple[Tensor, ...], idx: Tensor, pos_weight: Tensor
+    ) -> float:
+        net.eval()
+        total = 0.0
+        for a in range(0, len(idx), _PREDICT_CHUNK):
+            rows = idx[a : a + _PREDICT_CHUNK]
+            total += float(self._loss(net, tuple(t[rows] for t in tensors), pos_weight)) * len(rows)
+        return total / len(idx)
+
+    # -- predict -------------------------------------------------------------------------------
+
+    def predict_rul_and_proba(
+        self, X: ModelInput
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Both heads in one pass: RUL (>= 0, in the target's unit) and P(failure within H)."""
+        if not hasattr(self, "net_"):
+            raise NotFittedError("SequenceModel is not fitted: call fit() first")
+        seq, lengths = self._check_input(X)
+        rows, window, channels = seq.shape
+        if (window, channels) != (self.window_, self.n_channels_):
+            raise ValueError(
+                f"sequences have window {window} and {channels} channels; the model was fitted "
+                f"on window {self.window_} and {self.n_channels_} channels"
+            )
+        net = self.net_
+        device = next(net.parameters()).device
+        rul = np.empty(rows, dtype=np.float64)
+        logit = np.empty(rows, dtype=np.float64)
+        threads = self._cpu_threads(rows, training=False) if device.type == "cpu" else None
+        with _torch_threads(threads), torch.inference_mode():
+            net.eval()
+            for a in range(0, rows, _PREDICT_CHUNK):
+                b = min(a + _PREDICT_CHUNK, rows)
+                r, f = net(
+                    torch.from_numpy(seq[a:b]).to(device),
+                    torch.from_numpy(lengths[a:b]).to(device),
+                )
+                rul[a:b] = r.cpu().numpy()
+                logit[a:b] = f.cpu().numpy()
+        rul = np.clip(rul * self.rul_scale, 0.0, None)
+        proba = 1.0 / (1.0 + np.exp(-(logit - math.log(self.pos_weight_))))
+        return rul, proba
+
+    def predict_rul(self, X: ModelInput) -> NDArray[np.float64]:
+        """Remaining useful life per row, clipped at 0."""
+        return self.predict_rul_and_proba(X)[0]
+
+    def predict_proba(self, X: ModelInput) -> NDArray[np.float64]:
+        """Probability of failure within H per row, shape (rows,)."""
+        return self.predict_rul_and_proba(X)[1]
+
+    # -- pickling ------------------------------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Store the network as a CPU state_dict: loads on machines without CUDA."""
+        state = dict(super().__getstate__())
+        net = state.pop("net_", None)
+        if net is not None:
+            state["_net_state"] = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        net_state = state.pop("_net_state", None)
+        super().__setstate__(state)
+        if net_state is not None:
+            net = self._build(torch.device("cpu"))
+            net.load_state_dict(net_state)
+            net.eval()
+            self.net_ = net
