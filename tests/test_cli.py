@@ -273,8 +273,19 @@ def test_errors_are_one_red_line_with_exit_code_2(
 # ----------------------------------------------------------------------------------------- demo
 
 
+@pytest.mark.slow
+def test_demo_trains_registers_and_predicts(tmp_path: Path) -> None:
+    result = run("demo", "--assets", "24", "--seed", "2", "--home", tmp_path)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "registered model demo version 1 (champion)" in out
+    assert "Riskiest assets" in out
+    assert "mlflow ui --backend-store-uri sqlite:///" in out
+    assert (tmp_path / "mlflow.db").exists()
+
+
 def test_demo_end_to_end(tmp_path: Path) -> None:
-    result = run("demo", "--assets", "12", "--seed", "1", "--home", tmp_path)
+    result = run("demo", "--assets", "12", "--seed", "1", "--no-train", "--home", tmp_path)
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "caught 4 of 4 injected rows" in out

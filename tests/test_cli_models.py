@@ -124,7 +124,9 @@ def test_train_predict_evaluate_and_manage_versions(tmp_path: Path) -> None:
     )
     assert "registered tiny version 2" in out and "not promoted" in out
     listing = _run("models", "list", "tiny", "--home", home)
-    assert "champion" in listing.splitlines()[-3] or "champion" in listing
+    rows = [line for line in listing.splitlines() if line.startswith("│")]
+    assert len(rows) == 2
+    assert "champion" in rows[0] and "champion" not in rows[1]  # the gate kept version 1
 
     _run("models", "promote", "tiny", "2", "--home", home)
     out = _run("models", "rollback", "tiny", "--home", home)

@@ -39,9 +39,12 @@ def demo(
     ctx: typer.Context,
     assets: Annotated[int, typer.Option("--assets", "-n", min=1, help="Fleet size.")] = 100,
     seed: Annotated[int, typer.Option(help="Seed of the assets.")] = 0,
+    train: Annotated[
+        bool, typer.Option("--train/--no-train", help="Also train, register and predict.")
+    ] = True,
     home: HomeOption = None,
 ) -> None:
-    """Simulate -> corrupt a copy -> validate with quarantine -> features -> online parity."""
+    """Simulate -> corrupt -> validate -> features -> online parity -> train -> predict."""
     started = time.perf_counter()
     from prognos.data.simulator import SimulatorConfig, simulate_fleet
     from prognos.data.sources import load_source, write_source
@@ -107,6 +110,8 @@ def demo(
 
     out.rule(f"Most degraded assets (top {min(TOP, len(latest))} by latest health index)")
     out.print(_summary(latest))
+    if train:
+        train_and_predict(state, replace(clean, readings=result.valid), seed)
     out.print(f"done in {time.perf_counter() - started:.1f} s")
     flag = f"--home {settings.home}"
     out.print("[bold]next steps:[/] run the steps one command at a time, or try telemetry:")
@@ -115,6 +120,7 @@ def demo(
         f"prognos data validate {dirty_target} {flag}",
         f"prognos features build {dirty_target} {flag}",
         f"prognos simulate --mode telemetry --assets 50 {flag}",
+        f"prognos models list demo {flag}",
         "prognos --help",
     ):
         out.print(f"  {escape(command)}", soft_wrap=True, highlight=False)
@@ -225,3 +231,86 @@ def _summary(latest: pd.DataFrame) -> Table:
     for asset, time_, health, *values in zip(top.index, *columns, strict=True):
         table.add_row(str(asset), str(time_), f"{health:.2f}", *(f"{v:.3f}" for v in values))
     return table
+
+
+# Quicker than the default configuration (3 folds, fewer epochs, no forest baseline) so the demo
+# stays around a minute on a laptop; `prognos train` always uses the full default.
+DEMO_TRAINING = {
+    "folds": 3,
+    "cuts_per_asset": 3,
+    "members": {
+        "xgboost": {"params": {"n_estimators": 300}},
+        "sequence": {"params": {"max_epochs": 15}},
+        "forest": {"enabled": False},
+    },
+}
+
+
+def train_and_predict(state: CliState, fleet: FleetData, seed: int) -> None:
+    """Train and register ``demo``, then predict an unseen, truncated fleet with the champion."""
+    import mlflow
+
+    from prognos.data.labels import truncate_trajectories
+    from prognos.data.simulator import SimulatorConfig, simulate_fleet
+    from prognos.training.config import TrainConfig
+    from prognos.training.flow import train
+
+    out = state.out
+    out.rule("6. Train, track and register (quick demo settings)")
+    config = TrainConfig.model_validate(DEMO_TRAINING)
+    with state.err.status("Cross-validating and training") as status:
+        outcome = train(
+            fleet,
+            config,
+            state.settings,
+            name="demo",
+            progress=lambda msg: status.update(escape(msg)),
+        )
+    shown = ["rmse", "mae", "precision", "recall", "f2", "roc_auc", "coverage"]
+    table = Table(title="Cross-validation by asset (out of fold)")
+    table.add_column("model")
+    for column in shown:
+        table.add_column(column, justify="right")
+    for model, row in outcome.metrics.iterrows():
+        table.add_row(str(model), *(f"{row[c]:.3f}" for c in shown))
+    out.print(table)
+    verdict = "champion" if outcome.promoted else "not promoted: " + "; ".join(outcome.gate.reasons)
+    out.print(
+        f"registered model [bold]demo[/] version {outcome.version} ({escape(verdict)}), "
+        f"in {outcome.seconds['total']:.0f} s"
+    )
+
+    out.rule("7. Predict an unseen fleet with models:/demo@champion")
+    unseen = simulate_fleet(SimulatorConfig(n_assets=30, seed=seed + 1000))
+    cut, truth = truncate_trajectories(unseen.readings, seed=seed, max_rul=150)
+    model = mlflow.pyfunc.load_model("models:/demo@champion")
+    predictions = model.predict(cut.reset_index(drop=True))
+    predictions["true_rul"] = truth.loc[predictions["asset_id"]].to_numpy()
+    risky = predictions.sort_values("failure_probability", ascending=False).head(TOP)
+    table = Table(title="Riskiest assets (true RUL known only because the fleet is simulated)")
+    for column in (
+        "asset",
+        "cycle",
+        "RUL",
+        "90% interval",
+        "true RUL",
+        "P(fail within 30)",
+        "inspect",
+    ):
+        table.add_column(column, justify="right")
+    for row in risky.itertuples():
+        table.add_row(
+            str(row.asset_id),
+            str(row.cycle),
+            f"{row.rul:.0f}",
+            f"{row.rul_lower:.0f}-{row.rul_upper:.0f}",
+            f"{row.true_rul:.0f}",
+            f"{row.failure_probability:.2f}",
+            "yes" if row.alert else "",
+        )
+    out.print(table)
+    out.print(
+        "open the MLflow UI: "
+        f"[bold]mlflow ui --backend-store-uri {escape(state.settings.tracking_uri)}[/]",
+        soft_wrap=True,
+    )

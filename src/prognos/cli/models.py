@@ -117,18 +117,15 @@ def train(
 
 
 def _metrics_table(metrics: pd.DataFrame) -> Table:
-    table = Table(title="Cross-validation (out of fold, cross-fitted thresholds)")
-    table.add_column("model")
+    """Metrics as rows, models as columns: fits an 80-column terminal."""
+    table = Table(title="Cross-validation by asset (out of fold, cross-fitted thresholds)")
+    table.add_column("metric")
+    for model in metrics.index:
+        table.add_column(str(model), justify="right")
+    rows = metrics.to_dict(orient="index")
     for column in _SHOWN:
-        table.add_column(column, justify="right")
-    for model, row in metrics.iterrows():
-        table.add_row(
-            str(model),
-            *[
-                f"{row[c]:,.0f}" if c in ("expected_cost", "phm08") else f"{row[c]:.3f}"
-                for c in _SHOWN
-            ],
-        )
+        style = ",.0f" if column in ("expected_cost", "phm08") else ".3f"
+        table.add_row(column, *[format(float(rows[m][column]), style) for m in rows])
     return table
 
 

@@ -41,6 +41,10 @@ def list_versions(client: MlflowClient, name: str) -> list[VersionInfo]:
         raise RegistryError(f"cannot list versions of {name!r}: {exc}") from exc
     if not versions:
         raise RegistryError(f"no registered model named {name!r}")
+    # Version search results do not carry aliases on every store: the model itself does.
+    by_version: dict[int, list[str]] = {}
+    for alias, number in (client.get_registered_model(name).aliases or {}).items():
+        by_version.setdefault(int(number), []).append(alias)
     infos = []
     for v in versions:
         run = client.get_run(v.run_id) if v.run_id else None
@@ -50,7 +54,7 @@ def list_versions(client: MlflowClient, name: str) -> list[VersionInfo]:
                 version=int(v.version),
                 run_id=v.run_id or "",
                 created=int(v.creation_timestamp or 0),
-                aliases=list(v.aliases or []),
+                aliases=sorted(by_version.get(int(v.version), [])),
                 metrics=dict(run.data.metrics) if run else {},
             )
         )
