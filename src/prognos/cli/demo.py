@@ -250,6 +250,7 @@ def train_and_predict(state: CliState, fleet: FleetData, seed: int) -> None:
     """Train and register ``demo``, then predict an unseen, truncated fleet with the champion."""
     import mlflow
 
+    from prognos.cli.models import riskiest_table
     from prognos.data.labels import truncate_trajectories
     from prognos.data.simulator import SimulatorConfig, simulate_fleet
     from prognos.training.config import TrainConfig
@@ -286,28 +287,9 @@ def train_and_predict(state: CliState, fleet: FleetData, seed: int) -> None:
     model = mlflow.pyfunc.load_model("models:/demo@champion")
     predictions = model.predict(cut.reset_index(drop=True))
     predictions["true_rul"] = truth.loc[predictions["asset_id"]].to_numpy()
-    risky = predictions.sort_values("failure_probability", ascending=False).head(TOP)
-    table = Table(title="Riskiest assets (true RUL known only because the fleet is simulated)")
-    for column in (
-        "asset",
-        "cycle",
-        "RUL",
-        "90% interval",
-        "true RUL",
-        "P(fail within 30)",
-        "inspect",
-    ):
-        table.add_column(column, justify="right")
-    for row in risky.itertuples():
-        table.add_row(
-            str(row.asset_id),
-            str(row.cycle),
-            f"{row.rul:.0f}",
-            f"{row.rul_lower:.0f}-{row.rul_upper:.0f}",
-            f"{row.true_rul:.0f}",
-            f"{row.failure_probability:.2f}",
-            "yes" if row.alert else "",
-        )
+    table = riskiest_table(
+        predictions, "Riskiest assets (true RUL known only because the fleet is simulated)", TOP
+    )
     out.print(table)
     out.print(
         "open the MLflow UI: "

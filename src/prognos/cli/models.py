@@ -129,6 +129,35 @@ def _metrics_table(metrics: pd.DataFrame) -> Table:
     return table
 
 
+def riskiest_table(predictions: pd.DataFrame, title: str, top: int = 10) -> Table:
+    """The assets most likely to fail within H; a ``true_rul`` column is shown when present."""
+    risky = predictions.sort_values("failure_probability", ascending=False).head(top)
+    truth = "true_rul" in risky.columns
+    table = Table(title=title)
+    columns = [
+        "asset",
+        "cycle",
+        "RUL",
+        "90% interval",
+        *(["true RUL"] if truth else []),
+        "P(fail within H)",
+        "inspect",
+    ]
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in risky.to_dict(orient="records"):
+        table.add_row(
+            str(row["asset_id"]),
+            str(row["cycle"]),
+            f"{row['rul']:.0f}",
+            f"{row['rul_lower']:.0f}-{row['rul_upper']:.0f}",
+            *([f"{row['true_rul']:.0f}"] if truth else []),
+            f"{row['failure_probability']:.2f}",
+            "yes" if row["alert"] else "",
+        )
+    return table
+
+
 def _weights(weights: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.2f}" for k, v in weights.items())
 
@@ -183,19 +212,7 @@ def predict(
     out.print(
         f"{fmt_int(len(predictions))} assets predicted, {int(predictions['alert'].sum())} alerts"
     )
-    top = predictions.sort_values("failure_probability", ascending=False).head(10)
-    table = Table(title="Riskiest assets")
-    for column in ("asset", "cycle", "RUL", "90% interval", "P(fail within H)", "alert"):
-        table.add_column(column, justify="right")
-    for row in top.itertuples():
-        table.add_row(
-            str(row.asset_id),
-            str(row.cycle),
-            f"{row.rul:.0f}",
-            f"{row.rul_lower:.0f}-{row.rul_upper:.0f}",
-            f"{row.failure_probability:.2f}",
-            "yes" if row.alert else "",
-        )
+    table = riskiest_table(predictions, "Riskiest assets")
     out.print(table)
     path_line(out, "wrote", path)
 
