@@ -39,3 +39,20 @@ def test_gate_treats_nan_metrics_as_failing() -> None:
     assert not gate(
         {"f2": math.nan, "recall": 1.0, "rmse": 1.0}, GateConfig(min_f2=0.1), None
     ).passed
+
+
+def test_connect_leaves_the_environment_alone(tmp_path: object, monkeypatch: object) -> None:
+    """MLflow's set_tracking_uri exports MLFLOW_TRACKING_URI; a second home must not see it."""
+    import os
+    from pathlib import Path
+
+    from prognos.config import get_settings
+    from prognos.registry.tracking import connect
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # type: ignore[attr-defined]
+    first = get_settings(home=Path(str(tmp_path)) / "one")
+    connect(first)
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    second = get_settings(home=Path(str(tmp_path)) / "two")
+    assert second.tracking_uri != first.tracking_uri
+    assert str(Path(str(tmp_path)) / "two") in second.tracking_uri

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import mlflow
 from mlflow.tracking import MlflowClient
@@ -10,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from prognos.config import Settings
 
 EXPERIMENT = "prognos"
+_ENV = "MLFLOW_TRACKING_URI"
 
 
 def connect(settings: Settings, experiment: str = EXPERIMENT) -> MlflowClient:
@@ -21,7 +23,14 @@ def connect(settings: Settings, experiment: str = EXPERIMENT) -> MlflowClient:
     settings.ensure_home()
     # MLflow's SQLite store logs every Alembic migration at INFO on first use: noise on a CLI.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # set_tracking_uri also writes MLFLOW_TRACKING_URI into os.environ, which Settings reads:
+    # left there, the next Settings built in this process would point at this home's store.
+    before = os.environ.get(_ENV)
     mlflow.set_tracking_uri(settings.tracking_uri)
+    if before is None:
+        os.environ.pop(_ENV, None)
+    else:
+        os.environ[_ENV] = before
     client = MlflowClient(tracking_uri=settings.tracking_uri)
     if client.get_experiment_by_name(experiment) is None:
         location = None
