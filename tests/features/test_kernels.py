@@ -30,7 +30,7 @@ def _features() -> dict[str, np.ndarray]:
     layout = FeatureLayout.build(SPEC, ["s"])
     padded_channels = np.append(X, 0.0)[None, :]
     pos = np.arange(len(X))
-    lagged, padded = gather_lags(padded_channels, pos, 0, lag_depth(SPEC))
+    lagged, padded = gather_lags(padded_channels, pos, pos, lag_depth(SPEC))
     out = np.empty((len(X), layout.n_features))
     window_features(lagged, padded, pos + 1.0, layout, out)
     return {name.split("__")[1]: out[:, j] for j, name in enumerate(layout.names)}

@@ -171,3 +171,15 @@ def test_sequences_are_the_last_window_of_channels_oldest_first() -> None:
         assert lengths[i] == min(time, 6)
         expected = [by_key.get((asset, t), 0.0) for t in range(time - 5, time + 1)]
         np.testing.assert_allclose(seq[i, :, 0], np.float32(expected), rtol=1e-6)
+
+
+def test_selected_rows_equal_the_full_matrix_rows() -> None:
+    data = _two_assets().sample(frac=1.0, random_state=5)
+    pipeline = FeaturePipeline(one_sensor_fleet(), PLAIN).fit(data)
+    rows = np.array([7, 0, 41, 3])
+    full = pipeline.transform(data)
+    pd.testing.assert_frame_equal(pipeline.transform(data, rows), full.iloc[rows])
+    seq, lengths = pipeline.sequences(data, 6)
+    seq_rows, lengths_rows = pipeline.sequences(data, 6, rows)
+    np.testing.assert_array_equal(seq_rows, seq[rows])
+    np.testing.assert_array_equal(lengths_rows, lengths[rows])

@@ -91,19 +91,20 @@ def lag_depth(spec: FeatureSpec) -> int:
 
 
 def gather_lags(
-    padded_channels: Array, pos: NDArray[np.intp], start: int, depth: int
+    padded_channels: Array, pos: NDArray[np.intp], rows: NDArray[np.intp], depth: int
 ) -> tuple[Array, Array]:
-    """Lag stacks (channels, lags, rows) for rows ``start .. start + len(pos)`` of a history.
+    """Lag stacks (channels, lags, rows) for the given rows of a history.
 
     ``padded_channels`` is (channels, n + 1): rows sorted by asset then time as columns, plus a
-    final zero column; ``pos`` is each row's position within its asset.
+    final zero column; ``rows`` are positions in that order and ``pos`` each one's position
+    within its asset.
     """
     lags = np.arange(depth)[:, None]
-    rows = np.arange(start, start + len(pos))[None, :]
-    lagged = np.take(padded_channels, rows - np.minimum(pos[None, :], lags), axis=1)
+    at = rows[None, :]
+    lagged = np.take(padded_channels, at - np.minimum(pos[None, :], lags), axis=1)
     zero_column = padded_channels.shape[1] - 1
     padded = np.take(
-        padded_channels, np.where(pos[None, :] >= lags, rows - lags, zero_column), axis=1
+        padded_channels, np.where(pos[None, :] >= lags, at - lags, zero_column), axis=1
     )
     return lagged, padded
 

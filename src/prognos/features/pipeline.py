@@ -132,38 +132,47 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):
         self._check_fitted()
         return np.asarray(self.feature_names_out_, dtype=object)
 
-    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
-        """Whole histories to features; vectorised over rows (loops only over window offsets)."""
+    def transform(self, X: pd.DataFrame, rows: NDArray[np.intp] | None = None) -> pd.DataFrame:
+        """Whole histories to features; vectorised over rows (loops only over window offsets).
+
+        ``rows`` (positions in ``X``) computes only those rows, in that order, still from the
+        whole history: what prediction at each asset's last reading needs.
+        """
         self._check_fitted()
         n = len(X)
         order, channels, regime, starts, ends, pos = self._sorted_channels(X)
-        in_order = bool(np.array_equal(order, np.arange(n)))
+        wanted = self._wanted(order, rows)
         ewma = self._offline_ewma(channels, starts, ends)
         spec, layout = self.spec_, self.layout_
-        # Fortran order: pandas keeps column blocks, so the frame wraps this array without a copy.
-        out = np.empty((n, layout.n_features), order="F")
         depth = lag_depth(spec)
         # Channels as rows (the kernel works on (channels, lags, rows)), plus one zero column.
         padded_channels = np.zeros((channels.shape[1], n + 1))
         padded_channels[:, :n] = channels.T
-        for a in range(0, n, _CHUNK):
+        # Fortran order: pandas keeps column blocks, so the frame wraps this array without a copy.
+        out = np.empty((len(wanted), layout.n_features), order="F")
+        for a in range(0, len(wanted), _CHUNK):
             # Chunks of rows keep the kernel's working set in cache; every value depends on its
             # own row only, so chunking changes no bit of the result.
-            b = min(a + _CHUNK, n)
-            pos_chunk = pos[a:b]
-            target = out[a:b] if in_order else np.empty((b - a, layout.n_features), order="F")
-            lagged, padded = gather_lags(padded_channels, pos_chunk, a, depth)
-            count = (pos_chunk + 1).astype(np.float64)
+            at = wanted[a : a + _CHUNK]
+            target = out[a : a + len(at)]
+            lagged, padded = gather_lags(padded_channels, pos[at], at, depth)
+            count = (pos[at] + 1).astype(np.float64)
             window_features(lagged, padded, count, layout, target)
             for e, span in enumerate(spec.ewma_spans):
-                target[:, layout.block_slice(f"ewma_{span}")] = ewma[e, a:b]
+                target[:, layout.block_slice(f"ewma_{span}")] = ewma[e, at]
             if "age" in layout.extras:
                 target[:, layout.extra_column("age")] = count
             if "regime" in layout.extras:
-                target[:, layout.extra_column("regime")] = regime[a:b]
-            if not in_order:
-                out[order[a:b]] = target
-        return pd.DataFrame(out, index=X.index, columns=self.feature_names_out_, copy=False)
+                target[:, layout.extra_column("regime")] = regime[at]
+        index = X.index if rows is None else X.index[rows]
+        return pd.DataFrame(out, index=index, columns=self.feature_names_out_, copy=False)
+
+    @staticmethod
+    def _wanted(order: NDArray[np.intp], rows: NDArray[np.intp] | None) -> NDArray[np.intp]:
+        """Sorted positions of the requested rows of ``X`` (all of them, in ``X``'s order)."""
+        sorted_position = np.empty_like(order)
+        sorted_position[order] = np.arange(len(order))
+        return sorted_position if rows is None else sorted_position[np.asarray(rows)]
 
     def _sorted_channels(
         self, X: pd.DataFrame
@@ -192,28 +201,28 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):
         return order, channels, regime, starts, ends, pos
 
     def sequences(
-        self, X: pd.DataFrame, window: int
+        self, X: pd.DataFrame, window: int, rows: NDArray[np.intp] | None = None
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         """Each row's last ``window`` normalised channel vectors, for sequence models.
 
         Returns (rows, window, channels) float32, oldest first and the row's own reading last,
-        aligned with ``X``'s rows; positions before the asset's first reading are zero, and the
-        second array says how many trailing positions are real (1..window).
+        aligned with ``X``'s rows (or with ``rows``, positions in ``X``); positions before the
+        asset's first reading are zero, and the second array says how many trailing positions
+        are real (1..window).
         """
         self._check_fitted()
         n = len(X)
         order, channels, _, _, _, pos = self._sorted_channels(X)
+        wanted = self._wanted(order, rows)
         padded_channels = np.zeros((channels.shape[1], n + 1))
         padded_channels[:, :n] = channels.T
-        result = np.empty((n, window, channels.shape[1]), dtype=np.float32)
-        for a in range(0, n, _CHUNK * 8):
-            b = min(a + _CHUNK * 8, n)
-            _, padded = gather_lags(padded_channels, pos[a:b], a, window)
+        result = np.empty((len(wanted), window, channels.shape[1]), dtype=np.float32)
+        for a in range(0, len(wanted), _CHUNK * 8):
+            at = wanted[a : a + _CHUNK * 8]
+            _, padded = gather_lags(padded_channels, pos[at], at, window)
             # (channels, lags, rows) -> (rows, lags reversed = oldest first, channels)
-            result[order[a:b]] = padded[:, ::-1, :].transpose(2, 1, 0)
-        lengths = np.empty(n, dtype=np.int64)
-        lengths[order] = np.minimum(pos + 1, window)
-        return result, lengths
+            result[a : a + len(at)] = padded[:, ::-1, :].transpose(2, 1, 0)
+        return result, np.minimum(pos[wanted] + 1, window).astype(np.int64)
 
     def _offline_ewma(
         self, channels: NDArray[np.float64], starts: NDArray[np.intp], ends: NDArray[np.intp]

@@ -33,16 +33,25 @@ PREDICTION_COLUMNS = [
 ]
 
 
-def model_input(pipeline: FeaturePipeline, readings: pd.DataFrame, window: int) -> ModelInput:
-    """Both views of the rows (feature matrix and sequences) from one fitted pipeline."""
-    features = pipeline.transform(readings)
-    sequences, lengths = pipeline.sequences(readings, window)
+def model_input(
+    pipeline: FeaturePipeline,
+    readings: pd.DataFrame,
+    window: int,
+    rows: NDArray[np.intp] | None = None,
+) -> ModelInput:
+    """Both views of the rows (feature matrix and sequences) from one fitted pipeline.
+
+    ``rows`` (positions in ``readings``) builds only those rows, from the whole history.
+    """
+    features = pipeline.transform(readings, rows)
+    sequences, lengths = pipeline.sequences(readings, window, rows)
+    groups = readings[ASSET].to_numpy()
     return ModelInput(
         features=features.to_numpy(),
         feature_names=list(features.columns),
         sequences=sequences,
         lengths=lengths,
-        groups=readings[ASSET].to_numpy(),
+        groups=groups if rows is None else groups[rows],
     )
 
 
@@ -131,13 +140,11 @@ class ModelBundle:
 
         Features need each asset's history, so pass whole histories even for the last row.
         """
-        X = model_input(self.pipeline, readings, self.window)
         rows = np.arange(len(readings))
         if last_only:
             last = readings.reset_index(drop=True).groupby(ASSET, sort=False)[TIME].idxmax()
             rows = np.sort(last.to_numpy())
-            X = X.take(rows)
-        out = self.predict_rows(X)
+        out = self.predict_rows(model_input(self.pipeline, readings, self.window, rows))
         return pd.DataFrame(
             {
                 "asset_id": readings[ASSET].to_numpy()[rows],
