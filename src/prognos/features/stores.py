@@ -55,8 +55,8 @@ class MemoryStateStore:
     def update(self, asset_id: str, advance: Advance[T]) -> T:
         with self._lock:
             current = self._states.get(asset_id)
-            # ``advance`` may mutate in place; it validates before mutating, so work on a copy only
-            # when there is something to lose.
+            # ``advance`` may mutate in place: hand it a copy, so that a rejection part-way leaves
+            # the stored state exactly as it was.
             state, result = advance(None if current is None else _copy(current))
             self._states[asset_id] = state
             return result
