@@ -188,3 +188,19 @@ def test_recall_gap_check_skips_slices_without_positives() -> None:
     assert recall_gap_check(frame, overall_recall=0.9, min_positives=0) == []
     with pytest.raises(ValueError, match="sliced_metrics"):
         recall_gap_check(pd.DataFrame({"recall": [0.5]}), overall_recall=0.9)
+
+
+def test_too_few_assets_for_the_folds_is_a_config_error() -> None:
+    import pytest
+
+    from prognos.data.labels import run_to_failure_labels
+    from prognos.data.simulator import SimulatorConfig, simulate_fleet
+    from prognos.errors import ConfigError
+    from prognos.training.config import TrainConfig
+    from prognos.training.cv import cross_validate
+
+    fleet = simulate_fleet(SimulatorConfig(n_assets=3, seed=0))
+    with pytest.raises(ConfigError, match="3 assets cannot make 5"):
+        cross_validate(
+            fleet.readings, run_to_failure_labels(fleet.readings), fleet.spec, TrainConfig()
+        )

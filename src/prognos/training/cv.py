@@ -20,6 +20,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from sklearn.model_selection import GroupKFold
 
+from prognos.errors import ConfigError
 from prognos.features import FeaturePipeline
 from prognos.fleet import ASSET, TIME, FleetSpec
 from prognos.models.base import Member, Targets
@@ -83,7 +84,10 @@ def cross_validate(
     assets = readings[ASSET].to_numpy()
     n_assets = len(np.unique(assets))
     if n_assets < config.folds:
-        raise ValueError(f"{n_assets} assets cannot make {config.folds} folds")
+        raise ConfigError(
+            f"{n_assets} assets cannot make {config.folds} cross-validation folds: "
+            "lower 'folds' in the train config or add assets"
+        )
     rul_cap = float(config.rul_cap or fleet.labels.rul_cap)
     targets = Targets(
         rul=labels["rul_capped"].to_numpy(dtype=np.float64),
@@ -104,7 +108,7 @@ def cross_validate(
             config.max_cut_rul * rul_cap,
             config.seed + fold,
         )
-        x_val = model_input(pipeline, val, config.window).take(cuts)
+        x_val = model_input(pipeline, val, config.window, cuts)
         rows = val_idx[cuts]
         frame = pd.DataFrame(
             {
