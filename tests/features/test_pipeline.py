@@ -183,3 +183,14 @@ def test_selected_rows_equal_the_full_matrix_rows() -> None:
     seq_rows, lengths_rows = pipeline.sequences(data, 6, rows)
     np.testing.assert_array_equal(seq_rows, seq[rows])
     np.testing.assert_array_equal(lengths_rows, lengths[rows])
+
+
+def test_features_and_sequences_together_equal_the_separate_calls() -> None:
+    data = _two_assets().sample(frac=1.0, random_state=6)
+    pipeline = FeaturePipeline(one_sensor_fleet(), PLAIN).fit(data)
+    rows = np.array([5, 30, 2])
+    features, seq, lengths = pipeline.features_and_sequences(data, 6, rows)
+    pd.testing.assert_frame_equal(features, pipeline.transform(data, rows))
+    expected_seq, expected_lengths = pipeline.sequences(data, 6, rows)
+    np.testing.assert_array_equal(seq, expected_seq)
+    np.testing.assert_array_equal(lengths, expected_lengths)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Self
 
 import numpy as np
@@ -17,6 +18,19 @@ from prognos.fleet import ASSET, TIME, FleetSpec
 
 HEALTH_INDEX = "health_index"
 _CHUNK = 512
+
+
+@dataclass(frozen=True)
+class _History:
+    """Readings sorted by asset then time, as normalised channels (computed once per call)."""
+
+    order: NDArray[np.intp]  # sorted position -> row of X
+    channels: NDArray[np.float64]  # (rows, channels), sorted
+    regime: NDArray[np.intp]
+    starts: NDArray[np.intp]  # first sorted position of each asset
+    ends: NDArray[np.intp]
+    pos: NDArray[np.intp]  # position within the asset
+    padded_channels: NDArray[np.float64]  # (channels, rows + 1), last column zeros
 
 
 class FeaturePipeline(TransformerMixin, BaseEstimator):
@@ -138,16 +152,24 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):
         ``rows`` (positions in ``X``) computes only those rows, in that order, still from the
         whole history: what prediction at each asset's last reading needs.
         """
-        self._check_fitted()
-        n = len(X)
-        order, channels, regime, starts, ends, pos = self._sorted_channels(X)
+        return self._features(self._history(X), X, rows)
+
+    def features_and_sequences(
+        self, X: pd.DataFrame, window: int, rows: NDArray[np.intp] | None = None
+    ) -> tuple[pd.DataFrame, NDArray[np.float32], NDArray[np.int64]]:
+        """``transform`` and ``sequences`` together, sorting and normalising the history once."""
+        history = self._history(X)
+        return (self._features(history, X, rows), *self._sequences(history, window, rows))
+
+    def _features(
+        self, history: _History, X: pd.DataFrame, rows: NDArray[np.intp] | None
+    ) -> pd.DataFrame:
+        order, regime, pos = history.order, history.regime, history.pos
+        padded_channels = history.padded_channels
         wanted = self._wanted(order, rows)
-        ewma = self._offline_ewma(channels, starts, ends)
+        ewma = self._offline_ewma(history.channels, history.starts, history.ends)
         spec, layout = self.spec_, self.layout_
         depth = lag_depth(spec)
-        # Channels as rows (the kernel works on (channels, lags, rows)), plus one zero column.
-        padded_channels = np.zeros((channels.shape[1], n + 1))
-        padded_channels[:, :n] = channels.T
         # Fortran order: pandas keeps column blocks, so the frame wraps this array without a copy.
         out = np.empty((len(wanted), layout.n_features), order="F")
         for a in range(0, len(wanted), _CHUNK):
@@ -174,17 +196,9 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):
         sorted_position[order] = np.arange(len(order))
         return sorted_position if rows is None else sorted_position[np.asarray(rows)]
 
-    def _sorted_channels(
-        self, X: pd.DataFrame
-    ) -> tuple[
-        NDArray[np.intp],
-        NDArray[np.float64],
-        NDArray[np.intp],
-        NDArray[np.intp],
-        NDArray[np.intp],
-        NDArray[np.intp],
-    ]:
-        """Rows sorted by asset then time: order, channels, regime, asset starts/ends, position."""
+    def _history(self, X: pd.DataFrame) -> _History:
+        """Rows sorted by asset then time, normalised: what every feature view starts from."""
+        self._check_fitted()
         for column in (ASSET, TIME):
             if column not in X.columns:
                 raise SchemaError(f"readings lack column {column!r}")
@@ -198,7 +212,10 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):
         starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if n else np.zeros(0, int)
         ends = np.r_[starts[1:], n].astype(int)
         pos = np.arange(n) - np.repeat(starts, ends - starts)
-        return order, channels, regime, starts, ends, pos
+        # Channels as rows (the kernel works on (channels, lags, rows)), plus one zero column.
+        padded_channels = np.zeros((channels.shape[1], n + 1))
+        padded_channels[:, :n] = channels.T
+        return _History(order, channels, regime, starts, ends, pos, padded_channels)
 
     def sequences(
         self, X: pd.DataFrame, window: int, rows: NDArray[np.intp] | None = None
@@ -210,16 +227,18 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):
         asset's first reading are zero, and the second array says how many trailing positions
         are real (1..window).
         """
-        self._check_fitted()
-        n = len(X)
-        order, channels, _, _, _, pos = self._sorted_channels(X)
-        wanted = self._wanted(order, rows)
-        padded_channels = np.zeros((channels.shape[1], n + 1))
-        padded_channels[:, :n] = channels.T
-        result = np.empty((len(wanted), window, channels.shape[1]), dtype=np.float32)
+        return self._sequences(self._history(X), window, rows)
+
+    def _sequences(
+        self, history: _History, window: int, rows: NDArray[np.intp] | None
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        pos = history.pos
+        wanted = self._wanted(history.order, rows)
+        n_channels = history.channels.shape[1]
+        result = np.empty((len(wanted), window, n_channels), dtype=np.float32)
         for a in range(0, len(wanted), _CHUNK * 8):
             at = wanted[a : a + _CHUNK * 8]
-            _, padded = gather_lags(padded_channels, pos[at], at, window)
+            _, padded = gather_lags(history.padded_channels, pos[at], at, window)
             # (channels, lags, rows) -> (rows, lags reversed = oldest first, channels)
             result[a : a + len(at)] = padded[:, ::-1, :].transpose(2, 1, 0)
         return result, np.minimum(pos[wanted] + 1, window).astype(np.int64)

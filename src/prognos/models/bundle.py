@@ -43,8 +43,7 @@ def model_input(
 
     ``rows`` (positions in ``readings``) builds only those rows, from the whole history.
     """
-    features = pipeline.transform(readings, rows)
-    sequences, lengths = pipeline.sequences(readings, window, rows)
+    features, sequences, lengths = pipeline.features_and_sequences(readings, window, rows)
     groups = readings[ASSET].to_numpy()
     return ModelInput(
         features=features.to_numpy(),
