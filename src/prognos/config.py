@@ -33,6 +33,23 @@ class Settings(BaseSettings):
     )
     log_level: str = "INFO"
 
+    # -- the prediction service ------------------------------------------------------------------
+    model_name: str | None = Field(
+        default=None, description="Registered model the service serves (its champion)."
+    )
+    auth_enabled: bool = Field(
+        default=True, description="Require API keys; turn off only for a local demo."
+    )
+    rate_limit_per_minute: int = Field(
+        default=100, ge=1, description="Requests per minute per API key unless the key says."
+    )
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest request body.")
+    max_batch: int = Field(default=1000, ge=1, description="Most assets or readings per call.")
+    model_poll_seconds: float = Field(
+        default=30.0, gt=0, description="How often the service checks where champion points."
+    )
+    top_features: int = Field(default=5, ge=1, le=25, description="Contributions per response.")
+
     @property
     def quarantine_dir(self) -> Path:
         return self.home / "quarantine"

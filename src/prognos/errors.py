@@ -35,7 +35,11 @@ class NotFittedError(PrognosError):
     """A transformer or model was used before ``fit``."""
 
 
-class UnknownAssetError(PrognosError):
+class NotFoundError(PrognosError):
+    """A thing asked for by id (prediction, asset, model version) does not exist."""
+
+
+class UnknownAssetError(NotFoundError):
     """An asset id that the store or model has never seen."""
 
 
@@ -63,3 +67,11 @@ class OutOfOrderReadingError(ReadingRejectedError):
 
 class StateStoreError(PrognosError):
     """The online feature state store (e.g. Redis) is unreachable or returned garbage."""
+
+
+class StorageError(PrognosError):
+    """The database rejected an operation or a record cannot be stored (bad row, schema missing)."""
+
+
+class StorageUnavailableError(StorageError):
+    """The database cannot be reached; retrying later may succeed."""

@@ -13,6 +13,7 @@ from prognos.errors import (
     OutOfOrderReadingError,
     ReadingRejectedError,
     SchemaError,
+    UnknownAssetError,
 )
 from prognos.features import FeaturePipeline, MemoryStateStore, OnlineFeatures, RedisStateStore
 from prognos.features.online import AssetState
@@ -45,6 +46,48 @@ def test_parity_fd002_every_reading(fd002: pd.DataFrame) -> None:
 @pytest.fixture(scope="module")
 def fitted(fd001: pd.DataFrame) -> FeaturePipeline:
     return FeaturePipeline(cmapss_spec()).fit(fd001)
+
+
+def test_sequences_and_current_match_the_offline_path(
+    fitted: FeaturePipeline, fd001: pd.DataFrame
+) -> None:
+    """The sequence window (longer than the feature history) and the no-new-reading path."""
+    readings = fd001[fd001["asset_id"].isin([1, 2])]
+    window = 50
+    offline_seq, offline_len = fitted.sequences(readings, window)
+    offline_features = fitted.transform(readings).to_numpy()
+    online = OnlineFeatures(fitted, window=window)
+    for i, reading in enumerate(readings.to_dict("records")):
+        features, sequence, length = online.update_with_sequence(reading)
+        np.testing.assert_array_equal(sequence, offline_seq[i])
+        assert length == offline_len[i]
+        np.testing.assert_allclose(features, offline_features[i], rtol=1e-9, atol=0)
+    last = np.flatnonzero(readings["asset_id"].to_numpy() == 1)[-1]
+    features, sequence, length, state = online.current(1)
+    np.testing.assert_allclose(features, offline_features[last], rtol=1e-9, atol=0)
+    np.testing.assert_array_equal(sequence, offline_seq[last])
+    assert length == window and state.count == state.last_time == 192
+    with pytest.raises(UnknownAssetError, match="no readings"):
+        online.current(999)
+
+
+def test_seeded_states_equal_replayed_states(fitted: FeaturePipeline, fd001: pd.DataFrame) -> None:
+    readings = fd001[fd001["asset_id"].isin([1, 2, 3])]
+    replayed = OnlineFeatures(fitted, window=50)
+    for reading in readings.to_dict("records"):
+        replayed.update(reading)
+    seeded = OnlineFeatures(fitted, window=50)
+    seeded.update(_reading(fd001, 0))  # asset 1 already has state: it must be left alone
+    assert seeded.seed_states(readings.sample(frac=1.0, random_state=0)) == 2
+    for asset in ("2", "3"):
+        got, want = seeded.store.get(asset), replayed.store.get(asset)
+        assert got is not None and want is not None
+        assert got.to_bytes() == want.to_bytes()
+    kept = seeded.store.get("1")
+    assert kept is not None and kept.count == 1
+    assert seeded.fingerprint == replayed.fingerprint
+    refit = FeaturePipeline(cmapss_spec()).fit(fd001[fd001["asset_id"] <= 50])
+    assert OnlineFeatures(refit, window=50).fingerprint != seeded.fingerprint
 
 
 def _reading(fd001: pd.DataFrame, row: int, **changes: object) -> dict[str, object]:
@@ -93,6 +136,7 @@ def test_state_round_trips_through_bytes(fitted: FeaturePipeline, fd001: pd.Data
     assert state is not None
     restored = online.decode_state(state.to_bytes())
     assert (restored.count, restored.last_time, restored.head) == (40, 40, state.head)
+    assert restored.regime == state.regime
     np.testing.assert_array_equal(restored.history, state.history)
     np.testing.assert_array_equal(restored.ewma, state.ewma)
     with pytest.raises(ValueError, match="bytes"):

@@ -17,7 +17,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from prognos import __version__
-from prognos.cli import data, demo, features, models, simulate
+from prognos.cli import data, db, demo, features, keys, models, serve, simulate
 from prognos.cli._common import CliState, error_text, print_error
 from prognos.config import get_settings
 from prognos.errors import PrognosError
@@ -87,6 +87,9 @@ app.command("predict")(models.predict)
 app.command("evaluate")(models.evaluate)
 app.command("tune")(models.tune)
 app.add_typer(models.models_app, name="models")
+app.add_typer(keys.app, name="keys")
+app.add_typer(db.app, name="db")
+app.command("serve")(serve.serve)
 
 
 def main() -> None:

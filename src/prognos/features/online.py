@@ -1,8 +1,9 @@
 """The online path: one new reading in, that asset's feature row out.
 
-Per asset the state keeps the last ``history_length`` normalised channel vectors in a ring buffer
-plus the running EWMAs; features come from :func:`window_features`, the same arithmetic the offline
-path runs over whole histories.
+Per asset the state keeps the last ``max(history_length, window)`` normalised channel vectors in a
+ring buffer plus the running EWMAs and the latest regime; features come from
+:func:`window_features`, the same arithmetic the offline path runs over whole histories, and the
+sequence member's input is the newest ``window`` vectors of the same buffer.
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ from prognos.errors import (
     OutOfOrderReadingError,
     ReadingRejectedError,
     SchemaError,
+    UnknownAssetError,
 )
 from prognos.features.kernels import ewma_step, lag_depth, window_features
 from prognos.features.pipeline import FeaturePipeline
 from prognos.features.stores import MemoryStateStore, StateStore
 from prognos.fleet import ASSET, TIME
 
-_HEADER = struct.Struct("<qqq")  # count, last_time, head
+# count, last_time, head, regime. The first three change with every accepted reading, so the
+# Redis store compares them (24 bytes) as the state's version.
+_HEADER = struct.Struct("<qqqq")
 
 
 @dataclass
@@ -42,17 +46,18 @@ class AssetState:
     head: int
     history: NDArray[np.float64]  # (history_length, channels) ring buffer, newest at ``head``
     ewma: NDArray[np.float64]  # (len(ewma_spans), channels)
+    regime: int = 0  # of the latest reading: features without a new reading need it
 
     def to_bytes(self) -> bytes:
         return (
-            _HEADER.pack(self.count, self.last_time, self.head)
+            _HEADER.pack(self.count, self.last_time, self.head, self.regime)
             + self.history.tobytes()
             + self.ewma.tobytes()
         )
 
     @classmethod
     def from_bytes(cls, raw: bytes, history_shape: tuple[int, int], n_ewma: int) -> AssetState:
-        count, last_time, head = _HEADER.unpack_from(raw)
+        count, last_time, head, regime = _HEADER.unpack_from(raw)
         n_hist = history_shape[0] * history_shape[1]
         expected = _HEADER.size + 8 * (n_hist + n_ewma * history_shape[1])
         if len(raw) != expected:
@@ -64,6 +69,7 @@ class AssetState:
             head=head,
             history=values[:n_hist].reshape(history_shape),
             ewma=values[n_hist:].reshape(n_ewma, history_shape[1]),
+            regime=regime,
         )
 
 
@@ -92,15 +98,23 @@ def asset_key(value: Any) -> str:
 
 
 class OnlineFeatures:
-    """Feature rows for readings as they arrive, with state in any :class:`StateStore`."""
+    """Feature rows (and sequence windows) for readings as they arrive, state in a StateStore.
 
-    def __init__(self, pipeline: FeaturePipeline, store: StateStore | None = None) -> None:
+    ``window`` > 0 keeps that many readings per asset for the sequence member, so that
+    :meth:`update_with_sequence` and :meth:`current` also return the last ``window`` channel vectors
+    exactly as :meth:`FeaturePipeline.sequences` builds them offline.
+    """
+
+    def __init__(
+        self, pipeline: FeaturePipeline, store: StateStore | None = None, *, window: int = 0
+    ) -> None:
         pipeline._check_fitted()
         self.pipeline = pipeline
         self.store = store if store is not None else MemoryStateStore()
+        self.window = window
         self._spec = pipeline.spec_
         self._layout = pipeline.layout_
-        self._history_shape = (self._spec.history_length, self._layout.n_channels)
+        self._history_shape = (max(self._spec.history_length, window), self._layout.n_channels)
         self._alphas = self._spec.ewma_alphas
         self._lags = np.arange(lag_depth(self._spec))
         self._zero_row = np.zeros((1, self._layout.n_channels))
@@ -109,9 +123,21 @@ class OnlineFeatures:
         ranges = [pipeline.fleet.channel(n) for n in self._settings + self._sensors]
         self._lo = np.array([-np.inf if c.min is None else c.min for c in ranges])
         self._hi = np.array([np.inf if c.max is None else c.max for c in ranges])
-        self.fingerprint = hashlib.sha256(
-            repr((self._layout, self._history_shape, self._alphas)).encode()
-        ).hexdigest()[:12]
+        # What the stored state means: the layout and also the fitted normalisation, so that a
+        # retrained model never reads channel vectors another model's scalers produced.
+        digest = hashlib.sha256(repr((self._layout, self._history_shape, self._alphas)).encode())
+        regimes = pipeline.regimes_
+        for part in (
+            pipeline.sensor_mean_,
+            pipeline.sensor_scale_,
+            pipeline.health_weights_,
+            regimes.columns,
+            regimes.mean,
+            regimes.scale,
+            regimes.centres,
+        ):
+            digest.update(b"-" if part is None else np.ascontiguousarray(part).tobytes())
+        self.fingerprint = digest.hexdigest()[:12]
 
     @property
     def feature_names(self) -> list[str]:
@@ -126,14 +152,33 @@ class OnlineFeatures:
         Raises :class:`ReadingRejectedError` subclasses naming the problem (missing or non-numeric
         value, out of range, duplicate or out-of-order time); a rejected reading changes nothing.
         """
+        return self.update_with_sequence(reading)[0]
+
+    def update_with_sequence(
+        self, reading: Mapping[str, Any]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float32], int]:
+        """:meth:`update`, plus the asset's sequence window (window, channels) and its length."""
         asset, when, values = self._parse(reading)
         settings = values[None, : len(self._settings)]
         sensors = values[None, len(self._settings) :]
         channels, regime = self.pipeline.channel_values(settings, sensors)
-        row: NDArray[np.float64] = self.store.update(
+        result: tuple[NDArray[np.float64], NDArray[np.float32], int] = self.store.update(
             asset_key(asset), lambda state: self._advance(state, when, channels[0], int(regime[0]))
         )
-        return row
+        return result
+
+    def current(
+        self, asset: Any
+    ) -> tuple[NDArray[np.float64], NDArray[np.float32], int, AssetState]:
+        """The asset's feature row and sequence at its latest accepted reading, changing nothing.
+
+        Raises :class:`UnknownAssetError` when no reading of the asset was accepted.
+        """
+        state = self.store.get(asset_key(asset))
+        if state is None:
+            raise UnknownAssetError(f"no readings accepted for asset {asset!r}")
+        features = self._features(state, state.regime)
+        return (features, *self._sequence(state), state)
 
     def _parse(self, reading: Mapping[str, Any]) -> tuple[Any, int, NDArray[np.float64]]:
         missing = [c for c in (ASSET, TIME, *self._settings, *self._sensors) if c not in reading]
@@ -172,7 +217,7 @@ class OnlineFeatures:
 
     def _advance(
         self, state: AssetState | None, when: int, channels: NDArray[np.float64], regime: int
-    ) -> tuple[AssetState, NDArray[np.float64]]:
+    ) -> tuple[AssetState, tuple[NDArray[np.float64], NDArray[np.float32], int]]:
         if state is None:
             state = AssetState(
                 count=1,
@@ -180,6 +225,7 @@ class OnlineFeatures:
                 head=0,
                 history=np.zeros(self._history_shape),
                 ewma=np.repeat(channels[None, :], len(self._alphas), axis=0),
+                regime=regime,
             )
             state.history[0] = channels
         else:
@@ -195,7 +241,58 @@ class OnlineFeatures:
             state.history[state.head] = channels
             for e, alpha in enumerate(self._alphas):
                 state.ewma[e] = ewma_step(state.ewma[e], channels, alpha)
-        return state, self._features(state, regime)
+            state.regime = regime
+        return state, (self._features(state, regime), *self._sequence(state))
+
+    def seed_states(self, readings: pd.DataFrame) -> int:
+        """Rebuild each asset's state from its stored history, where the store has none yet.
+
+        Bit-identical to replaying the readings one by one (the offline path computes the same
+        channels and EWMAs; the parity tests prove it), but vectorised: after a restart with the
+        in-process store, or for a newly promoted model whose scalers differ, the service gets
+        its fleet's state back in one pass. Assets that already have state are left alone, so a
+        worker starting beside running ones never rolls an asset back. Returns states written.
+        """
+        if readings.empty:
+            return 0
+        history = self.pipeline._history(readings)
+        ewma = self.pipeline._offline_ewma(history.channels, history.starts, history.ends)
+        times = readings[TIME].to_numpy()[history.order]
+        assets = readings[ASSET].to_numpy()[history.order]
+        size = self._history_shape[0]
+        written = 0
+        for start, end in zip(history.starts, history.ends, strict=True):
+            n, last = int(end - start), int(end - 1)
+            head = (n - 1) % size
+            ring = np.zeros(self._history_shape)
+            k = np.arange(min(n, size))
+            ring[(head - k) % size] = history.channels[last - k]
+            built = AssetState(
+                count=n,
+                last_time=time_key(times[last]),
+                head=head,
+                history=ring,
+                ewma=ewma[:, last].copy(),
+                regime=int(history.regime[last]),
+            )
+
+            def keep_or_seed(
+                state: AssetState | None, built: AssetState = built
+            ) -> tuple[AssetState, bool]:
+                return (state, False) if state is not None else (built, True)
+
+            written += int(self.store.update(asset_key(assets[last]), keep_or_seed))
+        return written
+
+    def _sequence(self, state: AssetState) -> tuple[NDArray[np.float32], int]:
+        """The newest ``window`` channel vectors, oldest first, zeros before the first reading."""
+        window = self.window
+        out = np.zeros((window, self._layout.n_channels), dtype=np.float32)
+        length = min(state.count, window)
+        if length:
+            back = (state.head - np.arange(length)[::-1]) % self._history_shape[0]
+            out[window - length :] = state.history[back]
+        return out, length
 
     def _features(self, state: AssetState, regime: int) -> NDArray[np.float64]:
         layout, size = self._layout, self._history_shape[0]

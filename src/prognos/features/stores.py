@@ -81,6 +81,7 @@ def _copy(state: AssetState) -> AssetState:
         head=state.head,
         history=state.history.copy(),
         ewma=state.ewma.copy(),
+        regime=state.regime,
     )
 
 

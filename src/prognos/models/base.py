@@ -65,3 +65,9 @@ class Member(Protocol):
     def predict_proba(self, X: ModelInput) -> NDArray[np.float64]:
         """Probability of failure within H, shape (rows,)."""
         ...
+
+    def predict_rul_and_proba(
+        self, X: ModelInput
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Both at once: a network runs once for its two heads."""
+        ...

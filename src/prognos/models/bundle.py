@@ -128,10 +128,10 @@ class ModelBundle:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def predict_rows(self, X: ModelInput) -> dict[str, NDArray[np.float64]]:
-        names = list(self.post.rul_weights)
+        outputs = {m: self.members[m].predict_rul_and_proba(X) for m in self.post.rul_weights}
         return self.post.apply(
-            {m: self.members[m].predict_rul(X) for m in names},
-            {m: self.members[m].predict_proba(X) for m in names},
+            {m: rul for m, (rul, _) in outputs.items()},
+            {m: proba for m, (_, proba) in outputs.items()},
         )
 
     def predict(self, readings: pd.DataFrame, *, last_only: bool = True) -> pd.DataFrame:

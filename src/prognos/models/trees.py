@@ -124,6 +124,11 @@ class _TreeMember(BaseEstimator):
             return np.zeros(0)
         return np.asarray(self.classifier_.predict_proba(features)[:, 1], dtype=np.float64)
 
+    def predict_rul_and_proba(
+        self, X: ModelInput
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        return self.predict_rul(X), self.predict_proba(X)
+
 
 # ---------------------------------------------------------------------------- gradient boosting
 
@@ -276,6 +281,20 @@ class GradientBoostedMember(_TreeMember):
         self.classifier_ = classifier
         self.feature_importances_ = self._importances()
         return self
+
+    def contributions(
+        self, X: ModelInput, target: Literal["failed", "rul"] = "failed"
+    ) -> NDArray[np.float64]:
+        """Exact TreeSHAP values per row, (rows, n_features + 1), the last column the bias.
+
+        XGBoost's native TreeSHAP (no ``shap`` dependency, same numbers). For ``failed`` they are
+        in log-odds of this member's classifier and each row sums to its logit; for ``rul`` in
+        cycles, summing to the unclipped RUL prediction.
+        """
+        features = self._features(X)
+        model = self.classifier_ if target == "failed" else self.regressor_
+        matrix = xgb.DMatrix(features)
+        return np.asarray(model.get_booster().predict(matrix, pred_contribs=True), dtype=np.float64)
 
     def _importances(self) -> dict[str, float]:
         """Share of total split gain per feature, averaged over the two models (sums to 1)."""

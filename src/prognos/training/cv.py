@@ -129,8 +129,7 @@ def cross_validate(
             member = make_member(name, config.members[name].params, config.seed)  # type: ignore[index]
             member.fit(x_train, targets.take(train_idx))
             fit_seconds[name] += time.perf_counter() - start
-            frame[f"rul__{name}"] = member.predict_rul(x_val)
-            frame[f"proba__{name}"] = member.predict_proba(x_val)
+            frame[f"rul__{name}"], frame[f"proba__{name}"] = member.predict_rul_and_proba(x_val)
         frames.append(frame)
     oof = pd.concat(frames, ignore_index=True)
     ensemble = [str(m) for m in config.ensemble if m in members]

@@ -1,0 +1,66 @@
+"""``prognos serve``: the prediction service under uvicorn (uvloop + httptools)."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from prognos.cli._common import HomeOption, get_state
+from prognos.errors import ConfigError
+
+
+def serve(
+    ctx: typer.Context,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="Registered model to serve (its champion); PROGNOS_MODEL_NAME."
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Processes; more than one needs PROGNOS_REDIS_URL.")
+    ] = 1,
+    no_auth: Annotated[
+        bool,
+        typer.Option("--no-auth", help="Serve without API keys (a local demo only)."),
+    ] = False,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    home: HomeOption = None,
+) -> None:
+    """Serve the champion of a registered model over HTTP (docs at /docs)."""
+    import uvicorn
+
+    settings = get_state(ctx, home).settings
+    name = model or settings.model_name
+    if name is None:
+        raise ConfigError("say which model to serve: --model NAME or PROGNOS_MODEL_NAME")
+    if workers > 1 and settings.redis_url is None:
+        raise ConfigError(
+            f"{workers} workers would each keep their own online state: set PROGNOS_REDIS_URL "
+            "so they share it, or run one worker"
+        )
+    # Workers are separate processes that build their settings from the environment.
+    os.environ["PROGNOS_HOME"] = str(settings.home.resolve())
+    os.environ["PROGNOS_MODEL_NAME"] = name
+    if no_auth:
+        os.environ["PROGNOS_AUTH_ENABLED"] = "false"
+    # One thread per native pool: the service's parallelism is processes and batching, and
+    # OpenMP pools of XGBoost and torch in one process stall each other.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    settings.ensure_home()
+    typer.echo(f"prognos serving {name}@champion on http://{host}:{port} (docs: /docs)")
+    uvicorn.run(
+        "prognos.serving.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_level=log_level,
+        access_log=False,
+    )

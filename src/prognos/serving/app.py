@@ -1,0 +1,93 @@
+"""The FastAPI application: ``create_app(settings)`` builds it; the lifespan loads the model.
+
+``prognos serve`` runs it under uvicorn (uvloop + httptools). Nothing happens at import: the
+model, database, writer and state store are created when the app starts and closed when it stops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+import prognos
+from prognos.config import Settings, get_settings
+from prognos.serving.errors import PayloadTooLargeError, error_body, install_error_handlers
+from prognos.serving.routers import assets, feedback, health, predictions, readings
+from prognos.serving.runtime import LoadedModel, Runtime
+
+DESCRIPTION = """
+Failure risk, remaining useful life with its interval, the cost-optimal inspect decision and
+per-feature explanations, from sensor readings as they arrive.
+
+Authenticate with an API key in the `X-API-Key` header (`prognos keys create`). Scopes:
+`read` (assets, explanations), `predict`, `ingest` (readings, feedback), `admin` (all).
+"""
+
+
+def create_app(settings: Settings | None = None, *, model: LoadedModel | None = None) -> FastAPI:
+    """The service for ``settings.model_name``'s champion (or an already loaded ``model``)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime(settings)
+        app.state.runtime = runtime
+        await runtime.start(model)
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title="prognos",
+        version=prognos.__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    limit = settings.max_body_bytes
+
+    @app.middleware("http")
+    async def body_limit(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            exc = PayloadTooLargeError(f"request body over the limit of {limit} bytes")
+            return JSONResponse(error_body(exc), status_code=413)
+        if length is None and request.method in {"POST", "PUT", "PATCH"}:
+            body = b""
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    exc = PayloadTooLargeError(f"request body over the limit of {limit} bytes")
+                    return JSONResponse(error_body(exc), status_code=413)
+            request._body = body  # starlette reads a cached body downstream
+        return await call_next(request)
+
+    @app.middleware("http")
+    async def telemetry(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        runtime: Runtime | None = getattr(request.app.state, "runtime", None)
+        if runtime is None:
+            return await call_next(request)
+        return await runtime.telemetry.middleware(request, call_next)
+
+    for router in (
+        health.router,
+        predictions.router,
+        readings.router,
+        feedback.router,
+        assets.router,
+    ):
+        app.include_router(router)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """Factory for ``uvicorn --factory`` and workers: settings from ``PROGNOS_*``."""
+    return create_app(get_settings())

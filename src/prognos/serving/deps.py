@@ -1,0 +1,50 @@
+"""FastAPI dependencies: the runtime, and the caller's key checked for a scope and rate-limited."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader
+from starlette.concurrency import run_in_threadpool
+
+from prognos.serving.runtime import Runtime
+from prognos.serving.security import ANONYMOUS, AuthError, Principal
+
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def scoped(scope: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that authenticates the key, checks ``scope`` and counts the request."""
+
+    async def dependency(
+        runtime: RuntimeDep, key: Annotated[str | None, Depends(api_key_header)]
+    ) -> Principal:
+        if not runtime.settings.auth_enabled:
+            return ANONYMOUS  # the local demo: no keys, so nothing to rate-limit per key
+        if not key:
+            raise AuthError("missing API key: send it in the X-API-Key header")
+        assert runtime.keys is not None
+        principal = runtime.keys.cached(key)
+        if principal is None:
+            principal = await run_in_threadpool(runtime.keys.principal, key)
+        principal.require(scope)
+        assert runtime.limiter is not None
+        runtime.limiter.hit(principal)
+        return principal
+
+    return dependency
+
+
+Reader = Annotated[Principal, Depends(scoped("read"))]
+Forecaster = Annotated[Principal, Depends(scoped("predict"))]
+Ingester = Annotated[Principal, Depends(scoped("ingest"))]

@@ -1,0 +1,60 @@
+"""GET /assets (the fleet ranked by risk) and GET /assets/{asset_id}."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
+
+from prognos.errors import NotFoundError
+from prognos.features.online import asset_key
+from prognos.serving.deps import Reader, RuntimeDep
+from prognos.serving.schemas import AssetOut, AssetsOut, AssetState, AssetSummary
+from prognos.storage import repository
+
+router = APIRouter(tags=["assets"])
+
+
+def _summary(row: dict[str, Any]) -> AssetSummary:
+    return AssetSummary(
+        equipment_id=row["asset_id"],
+        failure_probability=row["failure_probability"],
+        risk_level=row["risk_level"],
+        predicted_rul_cycles=row["rul"],
+        should_inspect=row["should_inspect"],
+        time=row["time"],
+        predicted_at=row["created_at"],
+        prediction_id=row["id"],
+    )
+
+
+@router.get("/assets", response_model=AssetsOut)
+async def list_assets(
+    runtime: RuntimeDep, _: Reader, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
+) -> AssetsOut:
+    """Every asset's latest prediction, riskiest first (from the prediction log, so every worker
+    and replica agrees)."""
+    assert runtime.db is not None
+    rows = await run_in_threadpool(repository.latest_predictions, runtime.db, limit)
+    return AssetsOut(assets=[_summary(r) for r in rows])
+
+
+@router.get("/assets/{asset_id}", response_model=AssetOut)
+async def get_asset(
+    asset_id: str,
+    runtime: RuntimeDep,
+    _: Reader,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> AssetOut:
+    """One asset's online state and its prediction history, newest first."""
+    assert runtime.db is not None
+    state = None
+    if runtime.predictor is not None:
+        raw = await run_in_threadpool(runtime.predictor.store.get, asset_key(asset_id))
+        if raw is not None:
+            state = AssetState(readings_seen=raw.count, last_time=raw.last_time, regime=raw.regime)
+    rows = await run_in_threadpool(repository.predictions_for_asset, runtime.db, asset_id, limit)
+    if state is None and not rows:
+        raise NotFoundError(f"no readings or predictions for asset {asset_id!r}")
+    return AssetOut(equipment_id=asset_id, state=state, predictions=[_summary(r) for r in rows])

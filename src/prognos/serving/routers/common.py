@@ -1,0 +1,88 @@
+"""Shared by the routers: turning readings and predictions into API shapes and log rows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from prognos.errors import SchemaError
+from prognos.serving.predictor import Prediction, Predictor
+from prognos.serving.runtime import Runtime
+from prognos.serving.schemas import (
+    ExplanationOut,
+    FeatureContribution,
+    PredictionBody,
+    PredictionOut,
+    ReadingIn,
+    RulInterval,
+)
+
+
+def check_channels(reading: ReadingIn, predictor: Predictor) -> None:
+    """Unknown names are refused by name: a typo must not pass as a missing optional sensor."""
+    fleet = predictor.bundle.fleet
+    unknown = sorted(set(reading.sensor_readings) - set(fleet.sensor_names)) + sorted(
+        set(reading.operational_settings) - set(fleet.setting_names)
+    )
+    if unknown:
+        raise SchemaError(
+            f"{reading.equipment_id}: unknown channels {unknown} for fleet {fleet.name!r} "
+            f"(sensors {fleet.sensor_names[:3]}..., settings {fleet.setting_names})"
+        )
+
+
+def reading_row(reading: ReadingIn, time: int) -> dict[str, Any]:
+    return {
+        "asset_id": reading.equipment_id,
+        "time": time,
+        "values": {**reading.operational_settings, **reading.sensor_readings},
+        "received_at": datetime.now(UTC),
+    }
+
+
+def prediction_out(
+    p: Prediction, predictor: Predictor, latency_ms: float, top_k: int
+) -> PredictionOut:
+    explanation = None
+    if p.explanation is not None:
+        explanation = ExplanationOut(
+            model=p.explanation.model,
+            top_features=[
+                FeatureContribution(
+                    feature=c.feature,
+                    value=c.value,
+                    contribution=c.contribution,
+                    impact="increases_risk" if c.contribution > 0 else "decreases_risk",
+                )
+                for c in p.explanation.top(top_k)
+            ],
+            explain_url=f"/explain/{p.prediction_id}",
+        )
+    bundle = predictor.bundle
+    return PredictionOut(
+        prediction_id=p.prediction_id,
+        equipment_id=p.asset_id,
+        time=p.time,
+        prediction=PredictionBody(
+            failure_probability=p.failure_probability,
+            risk_level=p.risk_level,  # type: ignore[arg-type]
+            predicted_rul_cycles=p.rul,
+            rul_interval=RulInterval(
+                lower=p.rul_lower, upper=p.rul_upper, coverage=bundle.post.intervals.coverage
+            ),
+            should_inspect=p.should_inspect,
+            alert_threshold=predictor.threshold,
+            horizon_cycles=bundle.horizon,
+        ),
+        explanation=explanation,
+        model_name=p.model_name,
+        model_version=p.model_version,
+        timestamp=p.created_at,
+        latency_ms=latency_ms,
+    )
+
+
+def log_prediction(runtime: Runtime, p: Prediction, latency_ms: float) -> None:
+    runtime.telemetry.predictions.labels(p.risk_level).inc()
+    if runtime.writer is not None:
+        runtime.writer.submit("prediction", p.log_row(latency_ms))

@@ -1,0 +1,66 @@
+"""POST /feedback: what really happened, linked to the prediction it judges."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, status
+from starlette.concurrency import run_in_threadpool
+
+from prognos.errors import ConfigError, NotFoundError
+from prognos.serving.deps import Ingester, RuntimeDep
+from prognos.serving.schemas import FeedbackIn, FeedbackOut, PredictionAccuracy
+from prognos.storage import repository
+
+router = APIRouter(tags=["feedback"])
+
+
+@router.post("/feedback", response_model=FeedbackOut, status_code=status.HTTP_201_CREATED)
+async def feedback(body: FeedbackIn, runtime: RuntimeDep, principal: Ingester) -> FeedbackOut:
+    """Record an operator's outcome for a prediction (or for an asset).
+
+    Stored with the prediction's id, it becomes a label for monitoring and retraining
+    (``prognos.storage.repository.feedback_labels``). With ``failure_cycle`` the response says
+    how far the predicted RUL was from the actual one.
+    """
+    assert runtime.writer is not None and runtime.db is not None
+    prediction = None
+    if body.prediction_id is not None:
+        prediction = runtime.writer.pending_prediction(body.prediction_id)
+        if prediction is None:
+            prediction = await run_in_threadpool(
+                repository.get_prediction, runtime.db, body.prediction_id
+            )
+        if prediction is None:
+            raise NotFoundError(f"no prediction {body.prediction_id!r}")
+        if prediction["asset_id"] != body.equipment_id:
+            raise ConfigError(
+                f"prediction {body.prediction_id} is for {prediction['asset_id']!r}, "
+                f"not {body.equipment_id!r}"
+            )
+    outcome = body.actual_outcome
+    feedback_id = f"fb_{uuid.uuid4().hex}"
+    runtime.writer.submit(
+        "feedback",
+        {
+            "id": feedback_id,
+            "prediction_id": body.prediction_id,
+            "asset_id": body.equipment_id,
+            "failure_occurred": outcome.failure_occurred,
+            "failure_time": outcome.failure_timestamp,
+            "failure_type": outcome.failure_type,
+            "notes": outcome.inspection_notes,
+            "created_at": datetime.now(UTC),
+            "submitted_by": principal.name,
+        },
+    )
+    accuracy = None
+    if prediction is not None and outcome.failure_cycle is not None:
+        actual = float(outcome.failure_cycle - prediction["time"])
+        accuracy = PredictionAccuracy(
+            predicted_rul_cycles=prediction["rul"],
+            actual_rul_cycles=actual,
+            error_cycles=prediction["rul"] - actual,
+        )
+    return FeedbackOut(feedback_id=feedback_id, status="recorded", prediction_accuracy=accuracy)

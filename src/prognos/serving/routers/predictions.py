@@ -1,0 +1,153 @@
+"""POST /predict, POST /batch-predict and GET /explain/{prediction_id}."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+
+from prognos.errors import ConfigError, NotFoundError, PrognosError
+from prognos.features.online import time_key
+from prognos.serving.batching import NoModelError, Outcome, raise_unavailable
+from prognos.serving.deps import Forecaster, Reader, RuntimeDep
+from prognos.serving.errors import error_body, status_for
+from prognos.serving.routers.common import (
+    check_channels,
+    log_prediction,
+    prediction_out,
+    reading_row,
+)
+from prognos.serving.schemas import (
+    BatchError,
+    BatchPredictIn,
+    BatchPredictOut,
+    ExplainOut,
+    PredictionOut,
+    ReadingIn,
+)
+from prognos.storage import repository
+
+router = APIRouter(tags=["predictions"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or unknown API key"},
+    409: {"description": "The reading is older than the asset's latest"},
+    422: {"description": "Invalid reading (names the field and the problem)"},
+    429: {"description": "Rate limit exceeded; see Retry-After"},
+    503: {"description": "No model loaded, or the online state store is unreachable"},
+}
+
+
+def _raise(outcome: Outcome) -> None:
+    if outcome.error is not None:
+        raise outcome.error
+
+
+@router.post("/predict", response_model=PredictionOut, responses=_ERRORS)
+async def predict(body: ReadingIn, runtime: RuntimeDep, _: Forecaster) -> PredictionOut:
+    """Ingest one reading and answer with the asset's failure risk, RUL and why.
+
+    The reading updates the asset's online state (a repeat of the latest (asset, time) is
+    idempotent and scores the asset as it stands). ``should_inspect`` is the cost-optimal alert.
+    """
+    start = time.perf_counter()
+    predictor = runtime.predictor
+    if predictor is None:
+        raise NoModelError("no model is loaded yet; see /health")
+    check_channels(body, predictor)
+    assert runtime.batcher is not None
+    [outcome] = await runtime.batcher.submit("predict", [body.as_reading()])
+    _raise(outcome)
+    assert outcome.prediction is not None
+    latency = (time.perf_counter() - start) * 1000.0
+    if not outcome.duplicate and runtime.writer is not None:
+        runtime.writer.submit("reading", reading_row(body, outcome.prediction.time))
+    log_prediction(runtime, outcome.prediction, latency)
+    return prediction_out(outcome.prediction, predictor, latency, runtime.settings.top_features)
+
+
+@router.post("/batch-predict", response_model=BatchPredictOut, responses=_ERRORS)
+async def batch_predict(
+    body: BatchPredictIn, runtime: RuntimeDep, _: Forecaster
+) -> BatchPredictOut:
+    """Score many assets in one call: stored assets by id, or new readings (ingested first).
+
+    Items fail one by one (unknown asset, bad reading) and are listed under ``errors``; the
+    others are scored.
+    """
+    start = time.perf_counter()
+    predictor = runtime.predictor
+    if predictor is None:
+        raise NoModelError("no model is loaded yet; see /health")
+    items: list[Any]
+    size = len(body.equipment_ids or body.readings or [])
+    if size > runtime.settings.max_batch:
+        raise ConfigError(f"{size} items exceed the batch limit of {runtime.settings.max_batch}")
+    assert runtime.batcher is not None
+    errors: list[BatchError] = []
+    if body.equipment_ids is not None:
+        ids = list(body.equipment_ids)
+        outcomes = await runtime.batcher.submit("current", ids, explain=body.explain)
+        raise_unavailable(outcomes)
+    else:
+        readings = body.readings or []
+        ids, items = [], []
+        for reading in readings:
+            try:
+                check_channels(reading, predictor)
+            except PrognosError as exc:
+                errors.append(BatchError(equipment_id=reading.equipment_id,
+                                         status=status_for(exc), message=str(exc)))  # fmt: skip
+                continue
+            ids.append(reading.equipment_id)
+            items.append(reading)
+        outcomes = await runtime.batcher.submit(
+            "predict", [r.as_reading() for r in items], explain=body.explain
+        )
+        raise_unavailable(outcomes)
+        for reading, outcome in zip(items, outcomes, strict=True):
+            if outcome.error is None and not outcome.duplicate and runtime.writer is not None:
+                runtime.writer.submit("reading", reading_row(reading, time_key(reading.time())))
+    latency = (time.perf_counter() - start) * 1000.0
+    predictions = []
+    for asset, outcome in zip(ids, outcomes, strict=True):
+        if outcome.error is not None:
+            errors.append(BatchError(equipment_id=asset, status=status_for(outcome.error),
+                                     message=str(error_body(outcome.error)["detail"])))  # fmt: skip
+            continue
+        assert outcome.prediction is not None
+        log_prediction(runtime, outcome.prediction, latency)
+        predictions.append(
+            prediction_out(outcome.prediction, predictor, latency, runtime.settings.top_features)
+        )
+    return BatchPredictOut(
+        predictions=predictions,
+        errors=errors,
+        total_count=len(predictions),
+        high_risk_count=sum(p.prediction.risk_level == "HIGH" for p in predictions),
+        processing_time_ms=(time.perf_counter() - start) * 1000.0,
+    )
+
+
+@router.get("/explain/{prediction_id}", response_model=ExplainOut, responses=_ERRORS)
+async def explain(prediction_id: str, runtime: RuntimeDep, _: Reader) -> ExplainOut:
+    """The full logged explanation of a prediction: the largest TreeSHAP contributions, the rest
+    summed as ``other``, and the base value; they add up to the explained member's logit."""
+    assert runtime.writer is not None and runtime.db is not None
+    row = runtime.writer.pending_prediction(prediction_id)
+    if row is None:
+        row = await run_in_threadpool(repository.get_prediction, runtime.db, prediction_id)
+    if row is None:
+        raise NotFoundError(f"no prediction {prediction_id!r}")
+    return ExplainOut(
+        prediction_id=row["id"],
+        equipment_id=row["asset_id"],
+        time=row["time"],
+        failure_probability=row["failure_probability"],
+        model_name=row["model_name"],
+        model_version=row["model_version"],
+        # Logged as a one-element list (the log's explanation column holds a JSON list).
+        explanation=(row["explanation"] or [None])[0],
+    )

@@ -1,0 +1,79 @@
+"""POST /readings: validate, store and fold readings into each asset's online state."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from prognos.errors import PrognosError
+from prognos.features.online import time_key
+from prognos.serving.batching import NoModelError, raise_unavailable
+from prognos.serving.deps import Ingester, RuntimeDep
+from prognos.serving.routers.common import check_channels, reading_row
+from prognos.serving.schemas import ReadingIn, ReadingOutcome, ReadingsIn, ReadingsOut
+
+router = APIRouter(tags=["readings"])
+
+
+@router.post(
+    "/readings",
+    response_model=ReadingsOut,
+    responses={422: {"description": "Every reading was rejected; each says why"}},
+)
+async def post_readings(
+    body: ReadingsIn | ReadingIn, runtime: RuntimeDep, _: Ingester
+) -> ReadingsOut | JSONResponse:
+    """Accept one reading or ``{"readings": [...]}`` in time order per asset.
+
+    Each reading is judged alone: a repeat of an accepted (asset, time) is a ``duplicate``
+    (idempotent, nothing changes); an older one than the asset's latest, a missing or
+    out-of-range value is ``rejected`` with the reason. Accepted readings are stored and update
+    the asset's state; the response is 422 only when none was accepted or duplicate.
+    """
+    predictor = runtime.predictor
+    if predictor is None:
+        raise NoModelError("no model is loaded yet: readings need its feature pipeline")
+    readings = body.readings if isinstance(body, ReadingsIn) else [body]
+    results: list[ReadingOutcome | None] = [None] * len(readings)
+    valid: list[tuple[int, ReadingIn]] = []
+    for i, reading in enumerate(readings):
+        try:
+            check_channels(reading, predictor)
+            valid.append((i, reading))
+        except PrognosError as exc:
+            results[i] = _rejected(i, reading, exc)
+    assert runtime.batcher is not None
+    outcomes = await runtime.batcher.submit("ingest", [r.as_reading() for _, r in valid])
+    raise_unavailable(outcomes)
+    for (i, reading), outcome in zip(valid, outcomes, strict=True):
+        if outcome.error is not None:
+            results[i] = _rejected(i, reading, outcome.error)
+        elif outcome.duplicate:
+            results[i] = ReadingOutcome(index=i, equipment_id=reading.equipment_id,
+                                        status="duplicate")  # fmt: skip
+        else:
+            if runtime.writer is not None:
+                runtime.writer.submit("reading", reading_row(reading, time_key(reading.time())))
+            results[i] = ReadingOutcome(index=i, equipment_id=reading.equipment_id,
+                                        status="accepted")  # fmt: skip
+    final = [r for r in results if r is not None]
+    out = ReadingsOut(
+        accepted=sum(r.status == "accepted" for r in final),
+        duplicates=sum(r.status == "duplicate" for r in final),
+        rejected=sum(r.status == "rejected" for r in final),
+        results=final,
+    )
+    if out.accepted == 0 and out.duplicates == 0:
+        return JSONResponse(out.model_dump(mode="json"), status_code=422)
+    return out
+
+
+def _rejected(index: int, reading: ReadingIn, exc: Exception) -> ReadingOutcome:
+    reason = getattr(exc, "reason", None) or type(exc).__name__
+    return ReadingOutcome(
+        index=index,
+        equipment_id=reading.equipment_id,
+        status="rejected",
+        reason=reason,
+        message=str(exc),
+    )

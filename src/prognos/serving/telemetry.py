@@ -1,0 +1,114 @@
+"""Prometheus metrics of one service instance, in its own registry (no process-wide globals).
+
+With several uvicorn workers, set ``PROMETHEUS_MULTIPROC_DIR`` to a shared empty directory:
+``/metrics`` then aggregates every worker (prometheus-client's multiprocess mode).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as prom_multiprocess
+from starlette.requests import Request
+from starlette.responses import Response
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Telemetry:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "prognos_api_requests", "HTTP requests", ["endpoint", "method", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "prognos_api_latency_seconds",
+            "HTTP request latency",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.errors = Counter(
+            "prognos_api_errors", "Requests that ended in an error", ["endpoint", "error_type"],
+            registry=r,
+        )  # fmt: skip
+        self.predictions = Counter(
+            "prognos_predictions", "Predictions served", ["risk_level"], registry=r
+        )
+        self.batch_size = Histogram(
+            "prognos_compute_batch_items",
+            "Items per coalesced compute batch",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "prognos_compute_batch_seconds", "Compute time per batch", buckets=LATENCY_BUCKETS,
+            registry=r,
+        )  # fmt: skip
+        self.model = Gauge(
+            "prognos_model_info", "The model being served (value 1)", ["name", "version"],
+            registry=r, multiprocess_mode="livemax",
+        )  # fmt: skip
+        self.dependency = Gauge(
+            "prognos_dependency_up", "1 when a dependency answers", ["dependency"], registry=r,
+            multiprocess_mode="livemin",
+        )  # fmt: skip
+        self.spooled = Gauge(
+            "prognos_log_records_spooled", "Records waiting on disk for the database",
+            registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
+
+    def set_model(self, name: str, version: str) -> None:
+        self.model.clear()
+        self.model.labels(name=name, version=version).set(1)
+
+    def on_batch(self, items: int, seconds: float) -> None:
+        self.batch_size.observe(items)
+        self.batch_seconds.observe(seconds)
+
+    def exposition(self) -> Response:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            prom_multiprocess.MultiProcessCollector(registry)
+            body = generate_latest(registry)
+        else:
+            body = generate_latest(self.registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    async def middleware(
+        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        """Count and time every request by its route template (``/assets/{asset_id}``)."""
+        start = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception:
+            endpoint = _route_template(request)
+            self.requests.labels(endpoint, request.method, "500").inc()
+            self.errors.labels(endpoint, "unhandled").inc()
+            raise
+        endpoint = _route_template(request)
+        self.latency.labels(endpoint).observe(time.perf_counter() - start)
+        status = response.status_code
+        self.requests.labels(endpoint, request.method, str(status)).inc()
+        if status >= 400:
+            self.errors.labels(endpoint, str(status)).inc()
+        return response
+
+
+def _route_template(request: Request) -> str:
+    """The matched route's template (``/assets/{asset_id}``): one series per route, whatever ids
+    clients send; unmatched paths share one label."""
+    route = request.scope.get("route")
+    return str(getattr(route, "path", "unmatched"))

@@ -1,0 +1,43 @@
+"""One small model trained and registered once per session, for every serving test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from prognos.config import Settings, get_settings
+from prognos.data.simulator import SimulatorConfig, simulate_fleet
+from prognos.training.config import TrainConfig
+from prognos.training.flow import train
+
+FAST = {
+    "folds": 3,
+    "cuts_per_asset": 4,
+    "members": {
+        "xgboost": {"params": {"n_estimators": 60}},
+        "sequence": {"params": {"max_epochs": 3, "hidden": 16}},
+        "forest": {"enabled": False},
+    },
+}
+
+
+@dataclass
+class Trained:
+    home: Path
+    name: str
+    fleet: pd.DataFrame  # readings of assets the model never saw
+
+    def settings(self, **overrides: object) -> Settings:
+        return get_settings(home=self.home, **overrides)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    home = tmp_path_factory.mktemp("serving-home")
+    data = simulate_fleet(SimulatorConfig(n_assets=24, seed=11))
+    train(data, TrainConfig.model_validate(FAST), get_settings(home=home), name="tiny")
+    unseen = simulate_fleet(SimulatorConfig(n_assets=6, seed=12)).readings
+    return Trained(home=home, name="tiny", fleet=unseen)

@@ -1,0 +1,295 @@
+"""The HTTP API on the embedded defaults (SQLite, in-process state): every endpoint, auth, limits,
+validation, idempotency, restart recovery and a model swap under traffic."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from prognos.registry import versions
+from prognos.registry.tracking import connect
+from prognos.serving.app import create_app
+from prognos.storage import repository
+from prognos.storage.database import Database, database_url
+from tests.serving.conftest import Trained
+
+
+def body_for(row: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    body = {
+        "equipment_id": str(row["asset_id"]),
+        "cycle": int(row["time"]),
+        "sensor_readings": {k: float(v) for k, v in row.items() if k.startswith("sensor")},
+        "operational_settings": {k: float(v) for k, v in row.items() if k.startswith("setting")},
+    }
+    body.update(changes)
+    return body
+
+
+@pytest.fixture
+def service(trained: Trained, tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    db_url = f"sqlite:///{tmp_path / 'service.db'}"
+    settings = trained.settings(model_name=trained.name, database_url=db_url)
+    db = Database(database_url(settings))
+    db.upgrade()
+    keys = {
+        scope: repository.create_api_key(db, f"key-{scope}", [scope])[0]
+        for scope in ("read", "predict", "ingest", "admin")
+    }
+    keys["limited"] = repository.create_api_key(db, "limited", ["predict"], 3)[0]
+    db.dispose()
+    with TestClient(create_app(settings)) as client:
+        yield client, keys
+
+
+def readings(trained: Trained, asset_index: int = 0, n: int = 40) -> list[dict[str, Any]]:
+    fleet = trained.fleet
+    asset = fleet["asset_id"].unique()[asset_index]
+    return fleet[fleet["asset_id"] == asset].head(n).to_dict("records")
+
+
+def test_predict_answers_risk_rul_interval_and_why(
+    service: tuple[TestClient, dict[str, str]], trained: Trained
+) -> None:
+    client, keys = service
+    headers = {"X-API-Key": keys["predict"]}
+    for row in readings(trained)[:-1]:
+        assert client.post("/predict", json=body_for(row), headers=headers).status_code == 200
+    response = client.post("/predict", json=body_for(readings(trained)[-1]), headers=headers)
+    assert response.status_code == 200, response.text
+    out = response.json()
+    p = out["prediction"]
+    assert 0.0 <= p["failure_probability"] <= 1.0
+    assert p["rul_interval"]["lower"] <= p["predicted_rul_cycles"] <= p["rul_interval"]["upper"]
+    assert p["should_inspect"] == (p["failure_probability"] >= p["alert_threshold"])
+    assert p["risk_level"] in {"LOW", "MEDIUM", "HIGH"}
+    top = out["explanation"]["top_features"]
+    assert len(top) == 5
+    sizes = [abs(f["contribution"]) for f in top]
+    assert sizes == sorted(sizes, reverse=True)
+    assert out["model_version"] == "1" and out["prediction_id"].startswith("pred_")
+    assert out["latency_ms"] > 0
+
+
+def test_explanation_adds_up_and_feedback_becomes_a_label(
+    service: tuple[TestClient, dict[str, str]], trained: Trained
+) -> None:
+    client, keys = service
+    headers = {"X-API-Key": keys["admin"]}
+    out = {}
+    for row in readings(trained, 1, 30):
+        out = client.post("/predict", json=body_for(row), headers=headers).json()
+    full = client.get(f"/explain/{out['prediction_id']}", headers=headers).json()
+    explanation = full["explanation"]
+    total = explanation["base"] + explanation["other"]
+    total += sum(c["contribution"] for c in explanation["contributions"])
+    assert total == pytest.approx(explanation["logit"], abs=1e-4)
+    assert len(explanation["contributions"]) == 25
+    feedback = {
+        "equipment_id": out["equipment_id"],
+        "prediction_id": out["prediction_id"],
+        "actual_outcome": {"failure_occurred": True, "failure_cycle": out["time"] + 12},
+    }
+    response = client.post("/feedback", json=feedback, headers=headers)
+    assert response.status_code == 201, response.text
+    accuracy = response.json()["prediction_accuracy"]
+    assert accuracy["actual_rul_cycles"] == 12
+    assert accuracy["error_cycles"] == pytest.approx(out["prediction"]["predicted_rul_cycles"] - 12)
+    missing = dict(feedback, prediction_id="pred_nope")
+    assert client.post("/feedback", json=missing, headers=headers).status_code == 404
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    assert runtime.writer.flush(10)
+    labels = repository.feedback_labels(runtime.db)
+    assert list(labels["prediction_id"]) == [out["prediction_id"]]
+    assert bool(labels["failure_occurred"].iloc[0])
+    assert client.get("/explain/pred_nope", headers=headers).status_code == 404
+
+
+def test_keys_scopes_and_rate_limit(
+    service: tuple[TestClient, dict[str, str]], trained: Trained
+) -> None:
+    client, keys = service
+    row = readings(trained)[0]
+    assert client.post("/predict", json=body_for(row)).status_code == 401
+    wrong = client.post("/predict", json=body_for(row), headers={"X-API-Key": "pk_wrong"})
+    assert wrong.status_code == 401 and "unknown" in wrong.json()["detail"]
+    forbidden = client.post("/predict", json=body_for(row), headers={"X-API-Key": keys["read"]})
+    assert forbidden.status_code == 403 and "'predict' scope" in forbidden.json()["detail"]
+    limited = {"X-API-Key": keys["limited"]}
+    statuses = [
+        client.post("/predict", json=body_for(r), headers=limited).status_code
+        for r in readings(trained, 2, 5)
+    ]
+    assert statuses[:3] == [200, 200, 200] and statuses[3:] == [429, 429]
+    last = client.post("/predict", json=body_for(row), headers=limited)
+    assert 1 <= int(last.headers["Retry-After"]) <= 60
+    assert client.get("/health").status_code == 200  # no key needed
+
+
+def test_readings_are_idempotent_and_order_is_enforced(
+    service: tuple[TestClient, dict[str, str]], trained: Trained
+) -> None:
+    client, keys = service
+    headers = {"X-API-Key": keys["ingest"]}
+    rows = readings(trained, 3, 10)
+    batch = {"readings": [body_for(r) for r in rows[:6]]}
+    first = client.post("/readings", json=batch, headers=headers).json()
+    assert first["accepted"] == 6 and first["rejected"] == 0
+    again = client.post("/readings", json=batch, headers=headers).json()
+    assert again["accepted"] == 0 and again["rejected"] == 5 and again["duplicates"] == 1
+    old = client.post("/readings", json=body_for(rows[2]), headers=headers)
+    assert old.status_code == 422
+    result = old.json()["results"][0]
+    assert result["reason"] == "out_of_order" and "older than the latest" in result["message"]
+    mixed = {"readings": [body_for(rows[6]), body_for(rows[7], sensor_readings={})]}
+    out = client.post("/readings", json=mixed, headers=headers).json()
+    assert out["accepted"] == 1 and out["rejected"] == 1
+    assert "lacks fields" in out["results"][1]["message"]
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    assert runtime.writer.flush(10)
+    stored = repository.readings_for_asset(runtime.db, str(rows[0]["asset_id"]), 100)
+    assert [r["time"] for r in stored] == [int(r["time"]) for r in rows[:7]]
+    state = client.get(f"/assets/{rows[0]['asset_id']}", headers={"X-API-Key": keys["read"]})
+    assert state.json()["state"]["readings_seen"] == 7
+
+
+def test_bad_requests_get_clear_422s_and_413(
+    service: tuple[TestClient, dict[str, str]], trained: Trained
+) -> None:
+    client, keys = service
+    headers = {"X-API-Key": keys["predict"]}
+    row = readings(trained)[0]
+    sensors = body_for(row)["sensor_readings"]
+    cases = [
+        (body_for(row, sensor_readings={**sensors, "sensor_99": 1.0}), "sensor_99"),
+        (body_for(row, timestamp="2026-01-01T00:00:00Z"), "exactly one of"),
+        (body_for(row, cycle="soon"), "cycle"),
+        (body_for(row, equipment_id=""), "equipment_id"),
+        ({**body_for(row), "extra": 1}, "extra"),
+    ]
+    for body, needle in cases:
+        response = client.post("/predict", json=body, headers=headers)
+        assert response.status_code == 422, (needle, response.text)
+        assert needle in response.text
+    huge = client.post(
+        "/readings",
+        content=b"{" + b" " * 2_000_000 + b"}",
+        headers={**headers, "Content-Type": "application/json"},
+    )
+    assert huge.status_code == 413 and "limit" in huge.json()["detail"]
+
+
+def test_batch_predict_by_ids_and_by_readings(
+    service: tuple[TestClient, dict[str, str]], trained: Trained
+) -> None:
+    client, keys = service
+    headers = {"X-API-Key": keys["admin"]}
+    fleet = trained.fleet
+    last = fleet.groupby("asset_id").head(25)
+    response = client.post(
+        "/batch-predict", json={"readings": [body_for(r) for r in last.to_dict("records")]},
+        headers=headers,
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    by_readings = response.json()
+    assert by_readings["total_count"] == len(last) and not by_readings["errors"]
+    ids = [str(a) for a in fleet["asset_id"].unique()]
+    response = client.post(
+        "/batch-predict", json={"equipment_ids": [*ids, "ghost"]}, headers=headers
+    )
+    out = response.json()
+    assert out["total_count"] == len(ids)
+    assert out["errors"] == [
+        {
+            "equipment_id": "ghost",
+            "status": 404,
+            "message": "no readings accepted for asset 'ghost'",
+        }
+    ]
+    latest = {p["equipment_id"]: p for p in by_readings["predictions"]}  # last per asset wins
+    for p in out["predictions"]:
+        assert p["prediction"]["failure_probability"] == pytest.approx(
+            latest[p["equipment_id"]]["prediction"]["failure_probability"], rel=1e-9
+        )
+    ranked = client.get("/assets", headers=headers)
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    runtime.writer.flush(10)
+    ranked = client.get("/assets", headers=headers).json()["assets"]
+    probabilities = [a["failure_probability"] for a in ranked]
+    assert len(ranked) == len(ids) and probabilities == sorted(probabilities, reverse=True)
+
+
+def test_health_and_metrics(service: tuple[TestClient, dict[str, str]], trained: Trained) -> None:
+    client, keys = service
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["model_version"] == "1"
+    assert health["services"]["database"] == "ok" and health["services"]["registry"] == "ok"
+    client.post(
+        "/predict", json=body_for(readings(trained)[0]), headers={"X-API-Key": keys["predict"]}
+    )
+    text = client.get("/metrics").text
+    assert 'prognos_api_requests_total{endpoint="/predict",method="POST",status="200"} 1.0' in text
+    assert 'prognos_model_info{name="tiny",version="1"} 1.0' in text
+    assert "prognos_predictions_total{risk_level=" in text
+    assert 'prognos_dependency_up{dependency="database"} 1.0' in text
+
+
+def test_restart_rebuilds_state_from_stored_readings(trained: Trained, tmp_path: Path) -> None:
+    settings = trained.settings(
+        model_name=trained.name, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+        auth_enabled=False,
+    )  # fmt: skip
+    rows = readings(trained, 4, 35)
+    with TestClient(create_app(settings)) as client:
+        for row in rows:
+            before = client.post("/predict", json=body_for(row)).json()
+    with TestClient(create_app(settings)) as client:
+        asset = before["equipment_id"]
+        after = client.post("/batch-predict", json={"equipment_ids": [asset]}).json()
+        again = client.post("/predict", json=body_for(rows[-1])).json()
+    p = after["predictions"][0]
+    assert p["time"] == before["time"]
+    assert p["prediction"]["failure_probability"] == before["prediction"]["failure_probability"]
+    assert p["prediction"]["predicted_rul_cycles"] == before["prediction"]["predicted_rul_cycles"]
+    assert again["prediction"] == before["prediction"]  # the repeat is idempotent
+
+
+def test_champion_swap_without_restart_or_failed_requests(trained: Trained, tmp_path: Path) -> None:
+    settings = trained.settings(
+        model_name=trained.name, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+        auth_enabled=False,
+    )  # fmt: skip
+    client_mlflow = connect(settings)
+    current = versions.champion(client_mlflow, trained.name)
+    assert current is not None
+    rows = pd.DataFrame(readings(trained, 5, 60))
+    statuses: list[int] = []
+    with TestClient(create_app(settings)) as client:
+        runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        stop = threading.Event()
+
+        def traffic() -> None:
+            for row in rows.to_dict("records"):
+                if stop.is_set():
+                    break
+                statuses.append(client.post("/predict", json=body_for(row)).status_code)
+
+        worker = threading.Thread(target=traffic)
+        worker.start()
+        new = mlflow.register_model(f"models:/{trained.name}/{current.version}", trained.name)
+        versions.promote(client_mlflow, trained.name, int(new.version))
+        try:
+            swapped = client.portal.call(runtime.reload)  # type: ignore[union-attr]
+        finally:
+            stop.set()
+            worker.join()
+            versions.promote(client_mlflow, trained.name, current.version)
+        assert swapped and runtime.predictor.model_version == str(new.version)
+        assert client.get("/health").json()["model_version"] == str(new.version)
+    assert len(statuses) > 0 and set(statuses) == {200}
