@@ -162,3 +162,41 @@ def test_predict_with_an_unknown_model_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "cannot load model models:/nope@champion" in result.output
+
+
+@pytest.mark.slow
+def test_tune_writes_a_config_that_train_takes(tmp_path: Path) -> None:
+    """Two Optuna trials on a small fleet: nested MLflow runs, a best config, and train uses it."""
+    import mlflow
+
+    from prognos.config import get_settings
+    from prognos.registry.tracking import connect
+    from prognos.training.config import TrainConfig
+
+    home = str(tmp_path / "home")
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump(FAST))
+    _run("simulate", "--assets", "12", "--seed", "8", "--output", f"csv:{tmp_path}/t.csv",
+         "--home", home)  # fmt: skip
+    tuned = tmp_path / "tuned.yaml"
+    out = _run(
+        "tune", "--data", f"csv:{tmp_path}/t.csv", "--trials", "2", "--budget", "300",
+        "--config", str(base), "--output", str(tuned), "--home", home,
+    )  # fmt: skip
+    assert "2 trials; best ensemble RMSE" in out
+    best = TrainConfig.from_yaml(tuned)
+    searched = best.members["xgboost"].params
+    assert {"learning_rate", "max_depth", "subsample"} <= set(searched)
+    assert best.members["xgboost"].params["n_estimators"] == 80  # the base config is kept
+    assert best.folds == 3 and best.members["sequence"].params["arch"] in {"lstm", "cnn"}
+
+    connect(get_settings(home=tmp_path / "home"))
+    runs = mlflow.search_runs(experiment_names=["prognos"])
+    parents = runs[runs["tags.mlflow.runName"] == "tune-simulated"]
+    trials = runs[runs["tags.mlflow.parentRunId"].isin(parents["run_id"])]
+    assert len(parents) == 1 and len(trials) == 2
+    assert trials["metrics.rmse"].notna().all()
+
+    out = _run("train", "--data", f"csv:{tmp_path}/t.csv", "--name", "tuned", "--config",
+               str(tuned), "--home", home)  # fmt: skip
+    assert "registered tuned version 1" in out

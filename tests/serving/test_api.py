@@ -293,3 +293,20 @@ def test_champion_swap_without_restart_or_failed_requests(trained: Trained, tmp_
         assert swapped and runtime.predictor.model_version == str(new.version)
         assert client.get("/health").json()["model_version"] == str(new.version)
     assert len(statuses) > 0 and set(statuses) == {200}
+
+
+def test_the_demo_sample_request_is_accepted(
+    service: tuple[TestClient, dict[str, str]], trained: Trained
+) -> None:
+    import json
+    import shlex
+
+    from prognos.cli.demo import sample_request
+    from prognos.data.simulator import SimulatorConfig, simulate_fleet
+
+    client, keys = service
+    line = sample_request(simulate_fleet(SimulatorConfig(n_assets=1, seed=1)), 8000)
+    body = json.loads(shlex.split(line)[-1])
+    response = client.post("/predict", json=body, headers={"X-API-Key": keys["predict"]})
+    assert response.status_code == 200, response.text
+    assert response.json()["equipment_id"] == "pump-001"

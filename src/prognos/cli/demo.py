@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated
@@ -42,6 +44,14 @@ def demo(
     train: Annotated[
         bool, typer.Option("--train/--no-train", help="Also train, register and predict.")
     ] = True,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve/--no-serve",
+            help="End by serving the demo model on 127.0.0.1:PORT without API keys (Ctrl+C stops).",
+        ),
+    ] = False,
+    port: Annotated[int, typer.Option(help="Port for --serve.")] = 8000,
     home: HomeOption = None,
 ) -> None:
     """Simulate -> corrupt -> validate -> features -> online parity -> train -> predict."""
@@ -124,6 +134,36 @@ def demo(
         "prognos --help",
     ):
         out.print(f"  {escape(command)}", soft_wrap=True, highlight=False)
+    if serve and train:
+        serve_demo(state, clean, port)
+
+
+def sample_request(fleet: FleetData, port: int) -> str:
+    """A curl line a new user can paste: one reading of a new asset, real channel names."""
+    row = fleet.readings.iloc[0]
+    body = {
+        "equipment_id": "pump-001",
+        "cycle": 1,
+        "sensor_readings": {n: round(float(row[n]), 4) for n in fleet.spec.sensor_names},
+        "operational_settings": {n: round(float(row[n]), 4) for n in fleet.spec.setting_names},
+    }
+    return (
+        f"curl -s -X POST http://127.0.0.1:{port}/predict "
+        f"-H 'Content-Type: application/json' -d '{json.dumps(body)}'"
+    )
+
+
+def serve_demo(state: CliState, fleet: FleetData, port: int) -> None:
+    """Step 8: the service with the demo model, in the foreground, keys off (local demo only)."""
+    from prognos.cli.serve import run_server
+
+    out = state.out
+    out.rule(f"8. Serve models:/demo@champion on http://127.0.0.1:{port} (Ctrl+C stops)")
+    out.print("API keys are OFF for this local demo only; `prognos serve` requires them.")
+    out.print(f"docs: http://127.0.0.1:{port}/docs   health: http://127.0.0.1:{port}/health")
+    out.print("paste this in another terminal:")
+    out.print(sample_request(fleet, port), soft_wrap=True, highlight=False, markup=False)
+    run_server(state.settings, "demo", port=port, auth=False)
 
 
 def inject_bad_rows(data: FleetData) -> tuple[FleetData, dict[int, str]]:

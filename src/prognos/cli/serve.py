@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from prognos.cli._common import HomeOption, get_state
+from prognos.config import Settings
 from prognos.errors import ConfigError
 
 
@@ -32,12 +33,34 @@ def serve(
     home: HomeOption = None,
 ) -> None:
     """Serve the champion of a registered model over HTTP (docs at /docs)."""
-    import uvicorn
-
     settings = get_state(ctx, home).settings
     name = model or settings.model_name
     if name is None:
         raise ConfigError("say which model to serve: --model NAME or PROGNOS_MODEL_NAME")
+    run_server(
+        settings,
+        name,
+        host=host,
+        port=port,
+        workers=workers,
+        auth=not no_auth,
+        log_level=log_level,
+    )
+
+
+def run_server(
+    settings: Settings,
+    name: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    auth: bool = True,
+    log_level: str = "warning",
+) -> None:
+    """Run uvicorn in the foreground until interrupted."""
+    import uvicorn
+
     if workers > 1 and settings.redis_url is None:
         raise ConfigError(
             f"{workers} workers would each keep their own online state: set PROGNOS_REDIS_URL "
@@ -46,7 +69,7 @@ def serve(
     # Workers are separate processes that build their settings from the environment.
     os.environ["PROGNOS_HOME"] = str(settings.home.resolve())
     os.environ["PROGNOS_MODEL_NAME"] = name
-    if no_auth:
+    if not auth:
         os.environ["PROGNOS_AUTH_ENABLED"] = "false"
     # One thread per native pool: the service's parallelism is processes and batching, and
     # OpenMP pools of XGBoost and torch in one process stall each other.

@@ -1,0 +1,137 @@
+"""The service on real PostgreSQL and Redis (127.0.0.1): shared state across workers, and outages
+made by a TCP proxy this test controls (the shared services themselves are never stopped)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from prognos.serving.app import create_app
+from tests.proxy import TcpProxy
+from tests.serving.conftest import Trained
+from tests.serving.test_api import body_for, readings
+
+pytestmark = pytest.mark.services
+
+
+def _url_through(url: str, proxy: TcpProxy) -> str:
+    parsed = sa.make_url(url)
+    return parsed.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+
+
+def _wait(predicate: Any, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_two_workers_share_state_through_redis(
+    trained: Trained, tmp_path: Any, redis_url: str, redis_namespace: str
+) -> None:
+    """Readings of one asset alternate between two service instances (as uvicorn workers or
+    replicas would receive them); every prediction equals a single instance's."""
+    common = {
+        "model_name": trained.name,
+        "auth_enabled": False,
+        "redis_url": redis_url,
+        "redis_namespace": redis_namespace,
+    }
+    rows = readings(trained, 0, 40)
+    one = trained.settings(database_url=f"sqlite:///{tmp_path / 'a.db'}", **common)
+    two = trained.settings(database_url=f"sqlite:///{tmp_path / 'b.db'}", **common)
+    shared = []
+    with TestClient(create_app(one)) as a, TestClient(create_app(two)) as b:
+        for i, row in enumerate(rows):
+            client = a if i % 2 == 0 else b
+            response = client.post("/predict", json=body_for(row))
+            assert response.status_code == 200, response.text
+            shared.append(response.json()["prediction"])
+        # Each instance sees the other's last reading: a repeat is a duplicate on both.
+        assert a.post("/predict", json=body_for(rows[-1])).json()["prediction"] == shared[-1]
+    alone = trained.settings(
+        database_url=f"sqlite:///{tmp_path / 'c.db'}",
+        model_name=trained.name,
+        auth_enabled=False,
+    )
+    with TestClient(create_app(alone)) as c:
+        single = [c.post("/predict", json=body_for(row)).json()["prediction"] for row in rows]
+    assert shared == single
+
+
+def test_redis_outage_degrades_then_recovers(
+    trained: Trained, tmp_path: Any, redis_url: str, redis_namespace: str
+) -> None:
+    target = sa.make_url(redis_url.replace("redis://", "postgresql://"))
+    with TcpProxy(target.host or "127.0.0.1", target.port or 6379) as proxy:
+        url = f"redis://127.0.0.1:{proxy.port}/{target.database or 0}"
+        settings = trained.settings(
+            model_name=trained.name,
+            auth_enabled=False,
+            redis_url=url,
+            redis_namespace=redis_namespace,
+            database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+        )
+        rows = readings(trained, 1, 12)
+        with TestClient(create_app(settings)) as client:
+            for row in rows[:5]:
+                assert client.post("/predict", json=body_for(row)).status_code == 200
+            proxy.cut()
+            health = client.get("/health").json()
+            assert health["status"] == "degraded" and health["services"]["state_store"] == "down"
+            refused = client.post("/predict", json=body_for(rows[5]))
+            assert refused.status_code == 503
+            assert "state" in refused.json()["detail"] and "Redis" in refused.json()["detail"]
+            proxy.restore()
+            assert _wait(lambda: client.get("/health").json()["status"] == "ok")
+            for row in rows[5:]:
+                response = client.post("/predict", json=body_for(row))
+                assert response.status_code == 200, response.text
+            assert response.json()["time"] == int(rows[-1]["time"])
+
+
+def test_database_outage_spools_predictions_and_loses_none(
+    trained: Trained, postgres_url: str
+) -> None:
+    target = sa.make_url(postgres_url)
+    with TcpProxy(target.host or "127.0.0.1", target.port or 5432) as proxy:
+        settings = trained.settings(
+            model_name=trained.name,
+            auth_enabled=False,
+            database_url=_url_through(postgres_url, proxy),
+        )
+        rows = readings(trained, 2, 30)
+        ids = []
+        with TestClient(create_app(settings)) as client:
+            runtime = client.app.state.runtime  # type: ignore[attr-defined]
+            for row in rows[:10]:
+                ids.append(client.post("/predict", json=body_for(row)).json()["prediction_id"])
+            assert runtime.writer.flush(10)
+            proxy.cut()
+            for row in rows[10:20]:
+                response = client.post("/predict", json=body_for(row))
+                assert response.status_code == 200, response.text  # served while the DB is away
+                ids.append(response.json()["prediction_id"])
+            assert runtime.writer.flush(10)
+            assert _wait(lambda: client.get("/health").json()["services"]["database"] == "down")
+            # A spooled prediction is still explainable.
+            assert client.get(f"/explain/{ids[-1]}").status_code == 200
+            proxy.restore()
+            for row in rows[20:]:
+                ids.append(client.post("/predict", json=body_for(row)).json()["prediction_id"])
+            assert _wait(lambda: client.get("/health").json()["services"]["database"] == "ok")
+            assert runtime.writer.flush(10)
+            assert _wait(lambda: runtime.writer.status()["spooled"] == 0)
+    engine = sa.create_engine(postgres_url)
+    with engine.connect() as conn:
+        stored = [r[0] for r in conn.exec_driver_sql("SELECT id FROM predictions")]
+        times = [r[0] for r in conn.exec_driver_sql("SELECT time FROM readings ORDER BY time")]
+    engine.dispose()
+    assert sorted(stored) == sorted(ids) and len(ids) == 30
+    assert times == [int(r["time"]) for r in rows]
