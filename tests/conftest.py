@@ -19,6 +19,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parents[1]
 CMAPSS_DIR = REPO.parent / "shared" / "data" / "cmapss"
 REDIS_URL = os.environ.get("PROGNOS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# A server where the tests may create and drop databases (trust auth on the dev machine and CI).
+POSTGRES_URL = os.environ.get(
+    "PROGNOS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def _missing_service(reason: str) -> None:
@@ -60,3 +64,35 @@ def redis_namespace(redis_url: str) -> Iterator[str]:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """The URL of a throwaway, empty PostgreSQL database ``prognos_test_<uuid8>``, dropped after."""
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    server = sa.make_url(POSTGRES_URL)
+    if server.drivername in {"postgresql", "postgres"}:
+        server = server.set(drivername="postgresql+psycopg")
+    shown = server.render_as_string(hide_password=True)
+    name = f"prognos_test_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(
+        server,
+        isolation_level="AUTOCOMMIT",
+        poolclass=NullPool,
+        connect_args={"connect_timeout": 2},
+    )
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except sa.exc.DBAPIError as exc:
+        admin.dispose()
+        _missing_service(f"PostgreSQL not reachable at {shown}: {str(exc.orig).strip()}")
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            # FORCE (PostgreSQL 13+): a test that leaked a connection must not leak a database.
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
