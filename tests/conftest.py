@@ -88,7 +88,8 @@ def postgres_url() -> Iterator[str]:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     except sa.exc.DBAPIError as exc:
         admin.dispose()
-        _missing_service(f"PostgreSQL not reachable at {shown}: {str(exc.orig).strip()}")
+        detail = " ".join(str(exc.orig).split())  # one line
+        _missing_service(f"PostgreSQL not reachable at {shown}: {detail}")
     try:
         yield server.set(database=name).render_as_string(hide_password=False)
     finally:

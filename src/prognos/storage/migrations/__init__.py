@@ -1,0 +1,1 @@
+"""Alembic migrations of the prediction service's schema; run them with ``Database.upgrade()``."""

@@ -1,0 +1,169 @@
+"""The prediction service's tables (SQLAlchemy 2 typed declarative).
+
+The schema is created and changed only by the Alembic migrations in ``migrations/versions``; a test
+holds the migrations and these classes to the same tables and columns.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# Deterministic constraint and index names, so the migrations can name (and later drop) them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# A 64-bit key on PostgreSQL; SQLite only auto-increments a column declared exactly INTEGER.
+BigIntKey = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend.
+
+    PostgreSQL stores ``timestamptz``; SQLite has no time zones, so values are stored as naive UTC
+    and made aware again on the way out. Naive inputs are taken to be UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):  # pragma: no cover - drivers return datetimes
+            value = datetime.fromisoformat(str(value))
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Reading(Base):
+    """One accepted sensor reading; (asset_id, time) is unique so replays and retries are no-ops.
+
+    The unique index leads with ``asset_id``, so it also serves lookups by asset.
+    """
+
+    __tablename__ = "readings"
+    __table_args__ = (UniqueConstraint("asset_id", "time"),)
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    asset_id: Mapped[str] = mapped_column(String)
+    # Cycles, or nanoseconds since the epoch for timestamped fleets.
+    time: Mapped[int] = mapped_column(BigInteger)
+    # Channel name -> value (null for a missing value).
+    values: Mapped[dict[str, float | None]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Prediction(Base):
+    """One served prediction, with the model that made it and how long it took."""
+
+    __tablename__ = "predictions"
+    # History of one asset, newest first, and each asset's latest prediction use this index.
+    __table_args__ = (Index("ix_predictions_asset_id_time", "asset_id", "time"),)
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)  # pred_<uuid hex>
+    asset_id: Mapped[str] = mapped_column(String)
+    time: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    model_name: Mapped[str] = mapped_column(String)
+    model_version: Mapped[str] = mapped_column(String)
+    failure_probability: Mapped[float] = mapped_column(Float)
+    risk_level: Mapped[str] = mapped_column(String)
+    rul: Mapped[float] = mapped_column(Float)
+    rul_lower: Mapped[float] = mapped_column(Float)
+    rul_upper: Mapped[float] = mapped_column(Float)
+    should_inspect: Mapped[bool] = mapped_column(Boolean)
+    # [{"feature": str, "value": float, "contribution": float}, ...] or null.
+    explanation: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Feedback(Base):
+    """What really happened to an asset: the labels monitoring and retraining learn from.
+
+    ``prediction_id`` deliberately has no foreign key: the prediction it refers to may still sit in
+    a writer's spool when the feedback arrives.
+    """
+
+    __tablename__ = "feedback"
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)  # fb_<uuid hex>
+    prediction_id: Mapped[str | None] = mapped_column(String, nullable=True, index=True)
+    asset_id: Mapped[str] = mapped_column(String, index=True)
+    failure_occurred: Mapped[bool] = mapped_column(Boolean)
+    failure_time: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    failure_type: Mapped[str | None] = mapped_column(String, nullable=True)
+    notes: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    submitted_by: Mapped[str | None] = mapped_column(String, nullable=True)  # the API key's name
+
+
+class ApiKey(Base):
+    """A service API key, stored only as a hash.
+
+    SHA-256 and not bcrypt/argon2: the key is 32 random bytes from ``secrets``, so there is nothing
+    to brute-force that a slow hash would protect, and verification sits on every request's hot
+    path where it must stay sub-millisecond.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String, unique=True)
+    # The first 8 characters after ``pk_``: finds the row without storing the key.
+    prefix: Mapped[str] = mapped_column(String, index=True)
+    key_hash: Mapped[str] = mapped_column(String)  # sha256 hex of the whole key
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    # None: the service's default limit.
+    rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class AuditEvent(Base):
+    """Who did what to what; ``event_id`` is client-generated so a replayed spool adds nothing."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String, unique=True)  # evt_<uuid hex>
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String)
+    action: Mapped[str] = mapped_column(String)
+    subject: Mapped[str] = mapped_column(String)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)

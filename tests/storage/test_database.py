@@ -1,0 +1,176 @@
+"""Database URLs, health, error translation and migrations on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from prognos.config import get_settings
+from prognos.errors import ConfigError, StorageError, StorageUnavailableError
+from prognos.storage import Database, database_url, insert_predictions
+from prognos.storage.models import Base
+from tests.storage import prediction
+
+TABLES = {"readings", "predictions", "feedback", "api_keys", "audit_log"}
+
+
+def closed_port() -> int:
+    """A local port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def schema_differences(db: Database) -> list[object]:
+    with db.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        return list(compare_metadata(context, Base.metadata))
+
+
+# -------------------------------------------------------------------------------------- URLs
+
+
+def test_database_url_defaults_to_sqlite_under_home(tmp_path: Path) -> None:
+    settings = get_settings(home=tmp_path / "home", database_url=None)
+    assert database_url(settings) == f"sqlite:///{(tmp_path / 'home' / 'prognos.db').resolve()}"
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres", "postgresql+psycopg"])
+def test_database_url_routes_postgres_to_psycopg3(tmp_path: Path, scheme: str) -> None:
+    settings = get_settings(home=tmp_path, database_url=f"{scheme}://u:p%40ss@db:5433/prognos")
+    assert database_url(settings) == "postgresql+psycopg://u:p%40ss@db:5433/prognos"
+
+
+def test_invalid_url_does_not_echo_it(tmp_path: Path) -> None:
+    settings = get_settings(home=tmp_path, database_url="not a url with s3cret")
+    with pytest.raises(ConfigError) as info:
+        database_url(settings)
+    assert "s3cret" not in str(info.value)
+
+
+def test_unsupported_backend_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="unsupported database"):
+        Database("mysql://u@localhost/x")
+
+
+def test_sqlite_file_and_its_directory_are_created(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path}/deep/er/prognos.db")
+    db.upgrade()
+    assert (tmp_path / "deep" / "er" / "prognos.db").exists()
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+    db.dispose()
+
+
+# ------------------------------------------------------------------------------ health, errors
+
+
+def test_unreachable_postgres_pings_false_fast_and_hides_the_password() -> None:
+    db = Database(f"postgresql://prognos:s3cret@127.0.0.1:{closed_port()}/prognos")
+    assert "s3cret" not in repr(db)
+    assert "***" in db.display_url
+    started = time.monotonic()
+    assert db.ping() is False
+    with pytest.raises(StorageUnavailableError) as info:
+        insert_predictions(db, [prediction()])
+    assert time.monotonic() - started < 5
+    message = str(info.value)
+    assert "s3cret" not in message
+    assert "127.0.0.1" in message
+    assert "unavailable" in message
+    db.dispose()
+
+
+def test_missing_schema_says_to_upgrade(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path}/empty.db")
+    with pytest.raises(StorageError, match="prognos db upgrade") as info:
+        insert_predictions(db, [prediction()])
+    assert not isinstance(info.value, StorageUnavailableError)
+    db.dispose()
+
+
+# ---------------------------------------------------------------------------------- migrations
+
+
+def test_sqlite_migrations_match_the_models(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path}/prognos.db")
+    assert db.revision() is None
+    db.upgrade()
+    db.upgrade()  # a second run is a no-op
+    assert db.revision() == "0001"
+    assert set(sa.inspect(db.engine).get_table_names()) >= TABLES
+    assert schema_differences(db) == []
+    db.dispose()
+
+
+def test_comparison_would_notice_a_drift(tmp_path: Path) -> None:
+    """Guards the test above: compare_metadata does see a column the migration lacks."""
+    db = Database(f"sqlite:///{tmp_path}/prognos.db")
+    db.upgrade()
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE feedback DROP COLUMN notes")
+    diffs = schema_differences(db)
+    assert any(d[0] == "add_column" and d[3].name == "notes" for d in diffs)  # type: ignore[index]
+    db.dispose()
+
+
+@pytest.mark.services
+def test_postgres_migrations_match_the_models(postgres_url: str) -> None:
+    db = Database(postgres_url)
+    db.upgrade()
+    assert db.revision() == "0001"
+    assert set(sa.inspect(db.engine).get_table_names()) >= TABLES
+    assert schema_differences(db) == []
+    db.dispose()
+
+
+@pytest.mark.services
+def test_concurrent_upgrades_on_postgres_are_serialised(postgres_url: str) -> None:
+    """Several workers starting at once all migrate without tripping over each other."""
+    databases = [Database(postgres_url) for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def upgrade(db: Database) -> None:
+        try:
+            db.upgrade()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upgrade, args=(db,)) for db in databases]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert databases[0].revision() == "0001"
+    for db in databases:
+        db.dispose()
+
+
+def test_concurrent_upgrades_on_sqlite_are_serialised(tmp_path: Path) -> None:
+    databases = [Database(f"sqlite:///{tmp_path}/prognos.db") for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def upgrade(db: Database) -> None:
+        try:
+            db.upgrade()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upgrade, args=(db,)) for db in databases]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert schema_differences(databases[0]) == []
+    for db in databases:
+        db.dispose()
