@@ -131,6 +131,17 @@ def test_train_predict_evaluate_and_manage_versions(tmp_path: Path) -> None:
     _run("models", "promote", "tiny", "2", "--home", home)
     out = _run("models", "rollback", "tiny", "--home", home)
     assert "rolled back to version 1" in out
+    from prognos.config import get_settings
+    from prognos.storage import repository
+    from prognos.storage.database import Database, database_url
+
+    db = Database(database_url(get_settings(home=Path(home))))
+    moves = [(e["action"], e["details"]) for e in repository.audit_events(db, 10)]
+    db.dispose()
+    assert moves[:2] == [
+        ("champion_rollback", {"from": 2, "to": 1}),
+        ("champion_promote", {"from": 1, "to": 2}),
+    ]
     _run(
         "predict",
         "--data",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -298,7 +298,10 @@ def promote(
     from prognos.registry.tracking import connect
 
     state = get_state(ctx, home)
-    versions.promote(connect(state.settings), name, version)
+    client = connect(state.settings)
+    previous = versions.champion(client, name)
+    versions.promote(client, name, version)
+    audit_model_change(state, "promote", name, previous, version)
     state.out.print(f"{escape(name)} version {version} is now champion")
 
 
@@ -313,8 +316,44 @@ def rollback(
     from prognos.registry.tracking import connect
 
     state = get_state(ctx, home)
-    version = versions.rollback(connect(state.settings), name)
+    client = connect(state.settings)
+    previous = versions.champion(client, name)
+    version = versions.rollback(client, name)
+    audit_model_change(state, "rollback", name, previous, version)
     state.out.print(f"{escape(name)} champion rolled back to version {version}")
+
+
+def audit_model_change(
+    state: CliState, action: str, name: str, previous: Any, version: int
+) -> None:
+    """Record the move in the audit log (the registry keeps its own history as a tag)."""
+    import getpass
+
+    from prognos.storage import repository
+    from prognos.storage.database import Database, database_url
+
+    db = Database(database_url(state.settings))
+    try:
+        db.upgrade()
+        repository.insert_audit(
+            db,
+            [
+                repository.normalise_record(
+                    "audit",
+                    {
+                        "actor": f"cli:{getpass.getuser()}",
+                        "action": f"champion_{action}",
+                        "subject": name,
+                        "details": {
+                            "from": None if previous is None else previous.version,
+                            "to": version,
+                        },
+                    },
+                )
+            ],
+        )
+    finally:
+        db.dispose()
 
 
 def tune(
