@@ -28,11 +28,17 @@ class MemberConfig(BaseModel):
 
 
 def _default_members() -> dict[MemberName, MemberConfig]:
+    # Chosen on FD001 5-fold CV (window 50 for both networks; 2-core CPU, busy machine):
+    #   sequence alone    LSTM 11.77 RMSE   causal CNN 11.83
+    #   with XGBoost      LSTM 11.68        causal CNN 11.58, in about two thirds of LSTM's time
+    # so the CNN variant is the default network. At window 30 the LSTM scored 15.15.
     return {
         "xgboost": MemberConfig(),
-        "sequence": MemberConfig(),
-        # The baseline is scored in cross-validation for comparison but kept out of the ensemble.
-        "forest": MemberConfig(params={}),
+        "sequence": MemberConfig(params={"arch": "cnn"}),
+        # The baseline is scored in cross-validation for comparison but kept out of the ensemble;
+        # 100 trees on a quarter of the rows each: 15.3 RMSE against 15.0 for 250 trees on half
+        # the rows, at a fifth of the time.
+        "forest": MemberConfig(params={"n_estimators": 100, "max_samples": 0.25}),
     }
 
 
@@ -63,7 +69,11 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     features: FeatureSpec = Field(default_factory=FeatureSpec)
-    window: int = Field(default=30, ge=2, description="Sequence length W for the network.")
+    window: int = Field(
+        default=50,
+        ge=2,
+        description="Sequence length W for the network (50 beat 30 by 3 RMSE on FD001's CV).",
+    )
     horizon: int | None = Field(default=None, description="H; the fleet spec's when unset.")
     rul_cap: int | None = Field(default=None, description="RUL cap; the fleet spec's when unset.")
     folds: int = Field(default=5, ge=2)
