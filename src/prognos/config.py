@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     model_poll_seconds: float = Field(
         default=30.0, gt=0, description="How often the service checks where champion points."
     )
-    top_features: int = Field(default=5, ge=1, le=25, description="Contributions per response.")
+    top_features: int = Field(default=5, ge=1, le=10, description="Contributions per response.")
 
     @property
     def quarantine_dir(self) -> Path:

@@ -6,15 +6,15 @@ model, database, writer and state store are created when the app starts and clos
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 import prognos
 from prognos.config import Settings, get_settings
-from prognos.serving.errors import PayloadTooLargeError, error_body, install_error_handlers
+from prognos.serving.errors import install_error_handlers
+from prognos.serving.middleware import ServiceMiddleware
 from prognos.serving.routers import assets, feedback, health, predictions, readings
 from prognos.serving.runtime import LoadedModel, Runtime
 
@@ -48,34 +48,7 @@ def create_app(settings: Settings | None = None, *, model: LoadedModel | None = 
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    limit = settings.max_body_bytes
-
-    @app.middleware("http")
-    async def body_limit(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            exc = PayloadTooLargeError(f"request body over the limit of {limit} bytes")
-            return JSONResponse(error_body(exc), status_code=413)
-        if length is None and request.method in {"POST", "PUT", "PATCH"}:
-            body = b""
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > limit:
-                    exc = PayloadTooLargeError(f"request body over the limit of {limit} bytes")
-                    return JSONResponse(error_body(exc), status_code=413)
-            request._body = body  # starlette reads a cached body downstream
-        return await call_next(request)
-
-    @app.middleware("http")
-    async def telemetry(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        runtime: Runtime | None = getattr(request.app.state, "runtime", None)
-        if runtime is None:
-            return await call_next(request)
-        return await runtime.telemetry.middleware(request, call_next)
+    app.add_middleware(ServiceMiddleware, max_body_bytes=settings.max_body_bytes)
 
     for router in (
         health.router,

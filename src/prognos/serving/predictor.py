@@ -24,7 +24,7 @@ from prognos.models.bundle import ModelBundle
 RISK_LEVELS = ("LOW", "MEDIUM", "HIGH")
 # How many contributions a logged prediction keeps (the rest are summed into "other"): enough for
 # any explanation screen, small enough to log every prediction at hundreds per second.
-LOGGED_CONTRIBUTIONS = 25
+LOGGED_CONTRIBUTIONS = 10
 
 
 def risk_level(probability: float, threshold: float) -> str:

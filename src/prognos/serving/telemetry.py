@@ -7,8 +7,6 @@ With several uvicorn workers, set ``PROMETHEUS_MULTIPROC_DIR`` to a shared empty
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Awaitable, Callable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -19,7 +17,6 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import multiprocess as prom_multiprocess
-from starlette.requests import Request
 from starlette.responses import Response
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -86,29 +83,10 @@ class Telemetry:
             body = generate_latest(self.registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
-    async def middleware(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        """Count and time every request by its route template (``/assets/{asset_id}``)."""
-        start = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception:
-            endpoint = _route_template(request)
-            self.requests.labels(endpoint, request.method, "500").inc()
-            self.errors.labels(endpoint, "unhandled").inc()
-            raise
-        endpoint = _route_template(request)
-        self.latency.labels(endpoint).observe(time.perf_counter() - start)
-        status = response.status_code
-        self.requests.labels(endpoint, request.method, str(status)).inc()
+    def record(self, endpoint: str, method: str, status: int, seconds: float) -> None:
+        """One finished request, by route template (``/assets/{asset_id}``), not raw path: one
+        series per route whatever ids clients send."""
+        self.latency.labels(endpoint).observe(seconds)
+        self.requests.labels(endpoint, method, str(status)).inc()
         if status >= 400:
             self.errors.labels(endpoint, str(status)).inc()
-        return response
-
-
-def _route_template(request: Request) -> str:
-    """The matched route's template (``/assets/{asset_id}``): one series per route, whatever ids
-    clients send; unmatched paths share one label."""
-    route = request.scope.get("route")
-    return str(getattr(route, "path", "unmatched"))

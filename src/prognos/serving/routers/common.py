@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
+
+from fastapi.responses import JSONResponse
 
 from prognos.errors import SchemaError
 from prognos.serving.predictor import Prediction, Predictor
 from prognos.serving.runtime import Runtime
-from prognos.serving.schemas import (
-    ExplanationOut,
-    FeatureContribution,
-    PredictionBody,
-    PredictionOut,
-    ReadingIn,
-    RulInterval,
-)
+from prognos.serving.schemas import ReadingIn
 
 
 def check_channels(reading: ReadingIn, predictor: Predictor) -> None:
@@ -40,46 +36,61 @@ def reading_row(reading: ReadingIn, time: int) -> dict[str, Any]:
     }
 
 
-def prediction_out(
+def prediction_payload(
     p: Prediction, predictor: Predictor, latency_ms: float, top_k: int
-) -> PredictionOut:
+) -> dict[str, Any]:
+    """A :class:`PredictionOut` as plain JSON types, built directly.
+
+    The hot endpoints return these through :class:`FastJSONResponse` instead of a pydantic model
+    that FastAPI would validate and serialise again: half of the per-item HTTP cost of a
+    100-asset batch. ``tests/serving`` validates the shape against ``PredictionOut``.
+    """
     explanation = None
     if p.explanation is not None:
-        explanation = ExplanationOut(
-            model=p.explanation.model,
-            top_features=[
-                FeatureContribution(
-                    feature=c.feature,
-                    value=c.value,
-                    contribution=c.contribution,
-                    impact="increases_risk" if c.contribution > 0 else "decreases_risk",
-                )
+        explanation = {
+            "model": p.explanation.model,
+            "top_features": [
+                {
+                    "feature": c.feature,
+                    "value": c.value,
+                    "contribution": c.contribution,
+                    "impact": "increases_risk" if c.contribution > 0 else "decreases_risk",
+                }
                 for c in p.explanation.top(top_k)
             ],
-            explain_url=f"/explain/{p.prediction_id}",
-        )
+            "explain_url": f"/explain/{p.prediction_id}",
+        }
     bundle = predictor.bundle
-    return PredictionOut(
-        prediction_id=p.prediction_id,
-        equipment_id=p.asset_id,
-        time=p.time,
-        prediction=PredictionBody(
-            failure_probability=p.failure_probability,
-            risk_level=p.risk_level,  # type: ignore[arg-type]
-            predicted_rul_cycles=p.rul,
-            rul_interval=RulInterval(
-                lower=p.rul_lower, upper=p.rul_upper, coverage=bundle.post.intervals.coverage
-            ),
-            should_inspect=p.should_inspect,
-            alert_threshold=predictor.threshold,
-            horizon_cycles=bundle.horizon,
-        ),
-        explanation=explanation,
-        model_name=p.model_name,
-        model_version=p.model_version,
-        timestamp=p.created_at,
-        latency_ms=latency_ms,
-    )
+    return {
+        "prediction_id": p.prediction_id,
+        "equipment_id": p.asset_id,
+        "time": p.time,
+        "prediction": {
+            "failure_probability": p.failure_probability,
+            "risk_level": p.risk_level,
+            "predicted_rul_cycles": p.rul,
+            "rul_interval": {
+                "lower": p.rul_lower,
+                "upper": p.rul_upper,
+                "coverage": bundle.post.intervals.coverage,
+            },
+            "should_inspect": p.should_inspect,
+            "alert_threshold": predictor.threshold,
+            "horizon_cycles": bundle.horizon,
+        },
+        "explanation": explanation,
+        "model_name": p.model_name,
+        "model_version": p.model_version,
+        "timestamp": p.created_at.isoformat().replace("+00:00", "Z"),
+        "latency_ms": latency_ms,
+    }
+
+
+class FastJSONResponse(JSONResponse):
+    """JSON without the NaN check and indentation work of the default encoder settings."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":")).encode()
 
 
 def log_prediction(runtime: Runtime, p: Prediction, latency_ms: float) -> None:

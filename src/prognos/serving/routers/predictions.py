@@ -14,9 +14,10 @@ from prognos.serving.batching import NoModelError, Outcome, raise_unavailable
 from prognos.serving.deps import Forecaster, Reader, RuntimeDep
 from prognos.serving.errors import error_body, status_for
 from prognos.serving.routers.common import (
+    FastJSONResponse,
     check_channels,
     log_prediction,
-    prediction_out,
+    prediction_payload,
     reading_row,
 )
 from prognos.serving.schemas import (
@@ -46,7 +47,7 @@ def _raise(outcome: Outcome) -> None:
 
 
 @router.post("/predict", response_model=PredictionOut, responses=_ERRORS)
-async def predict(body: ReadingIn, runtime: RuntimeDep, _: Forecaster) -> PredictionOut:
+async def predict(body: ReadingIn, runtime: RuntimeDep, _: Forecaster) -> FastJSONResponse:
     """Ingest one reading and answer with the asset's failure risk, RUL and why.
 
     The reading updates the asset's online state (a repeat of the latest (asset, time) is
@@ -65,13 +66,15 @@ async def predict(body: ReadingIn, runtime: RuntimeDep, _: Forecaster) -> Predic
     if not outcome.duplicate and runtime.writer is not None:
         runtime.writer.submit("reading", reading_row(body, outcome.prediction.time))
     log_prediction(runtime, outcome.prediction, latency)
-    return prediction_out(outcome.prediction, predictor, latency, runtime.settings.top_features)
+    return FastJSONResponse(
+        prediction_payload(outcome.prediction, predictor, latency, runtime.settings.top_features)
+    )
 
 
 @router.post("/batch-predict", response_model=BatchPredictOut, responses=_ERRORS)
 async def batch_predict(
     body: BatchPredictIn, runtime: RuntimeDep, _: Forecaster
-) -> BatchPredictOut:
+) -> FastJSONResponse:
     """Score many assets in one call: stored assets by id, or new readings (ingested first).
 
     Items fail one by one (unknown asset, bad reading) and are listed under ``errors``; the
@@ -120,14 +123,18 @@ async def batch_predict(
         assert outcome.prediction is not None
         log_prediction(runtime, outcome.prediction, latency)
         predictions.append(
-            prediction_out(outcome.prediction, predictor, latency, runtime.settings.top_features)
+            prediction_payload(
+                outcome.prediction, predictor, latency, runtime.settings.top_features
+            )
         )
-    return BatchPredictOut(
-        predictions=predictions,
-        errors=errors,
-        total_count=len(predictions),
-        high_risk_count=sum(p.prediction.risk_level == "HIGH" for p in predictions),
-        processing_time_ms=(time.perf_counter() - start) * 1000.0,
+    return FastJSONResponse(
+        {
+            "predictions": predictions,
+            "errors": [e.model_dump() for e in errors],
+            "total_count": len(predictions),
+            "high_risk_count": sum(p["prediction"]["risk_level"] == "HIGH" for p in predictions),
+            "processing_time_ms": (time.perf_counter() - start) * 1000.0,
+        }
     )
 
 
