@@ -69,6 +69,13 @@ def test_sequences_and_current_match_the_offline_path(
     assert length == window and state.count == state.last_time == 192
     with pytest.raises(UnknownAssetError, match="no readings"):
         online.current(999)
+    many = online.current_many([2, 999, 1])
+    assert isinstance(many[1], UnknownAssetError)
+    last_2 = np.flatnonzero(readings["asset_id"].to_numpy() == 2)[-1]
+    for got, row in ((many[0], last_2), (many[2], last)):
+        assert not isinstance(got, UnknownAssetError)
+        np.testing.assert_array_equal(got[0], offline_features[row])  # bit-identical, batched
+        np.testing.assert_array_equal(got[1], offline_seq[row])
 
 
 def test_seeded_states_equal_replayed_states(fitted: FeaturePipeline, fd001: pd.DataFrame) -> None:

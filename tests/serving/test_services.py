@@ -55,6 +55,10 @@ def test_two_workers_share_state_through_redis(
             shared.append(response.json()["prediction"])
         # Each instance sees the other's last reading: a repeat is a duplicate on both.
         assert a.post("/predict", json=body_for(rows[-1])).json()["prediction"] == shared[-1]
+        asset = str(rows[0]["asset_id"])
+        batch = b.post("/batch-predict", json={"equipment_ids": [asset, "ghost"]}).json()
+        assert batch["predictions"][0]["prediction"] == shared[-1]  # one MGET for both
+        assert batch["errors"][0]["status"] == 404
     alone = trained.settings(
         database_url=f"sqlite:///{tmp_path / 'c.db'}",
         model_name=trained.name,

@@ -117,7 +117,6 @@ class OnlineFeatures:
         self._history_shape = (max(self._spec.history_length, window), self._layout.n_channels)
         self._alphas = self._spec.ewma_alphas
         self._lags = np.arange(lag_depth(self._spec))
-        self._zero_row = np.zeros((1, self._layout.n_channels))
         self._settings = list(pipeline.fleet.setting_names)
         self._sensors = list(pipeline.sensors_)
         ranges = [pipeline.fleet.channel(n) for n in self._settings + self._sensors]
@@ -179,6 +178,29 @@ class OnlineFeatures:
             raise UnknownAssetError(f"no readings accepted for asset {asset!r}")
         features = self._features(state, state.regime)
         return (features, *self._sequence(state), state)
+
+    def current_many(
+        self, assets: list[Any]
+    ) -> list[tuple[NDArray[np.float64], NDArray[np.float32], int, AssetState] | UnknownAssetError]:
+        """:meth:`current` for many assets: one store read and one kernel call for all of them.
+
+        Each entry is the asset's inputs, or the :class:`UnknownAssetError` it would raise.
+        """
+        states = self.store.get_many([asset_key(a) for a in assets])
+        known = [s for s in states if s is not None]
+        rows = self._features_many(known, [s.regime for s in known]) if known else None
+        result: list[
+            tuple[NDArray[np.float64], NDArray[np.float32], int, AssetState] | UnknownAssetError
+        ] = []
+        i = 0
+        for asset, state in zip(assets, states, strict=True):
+            if state is None:
+                result.append(UnknownAssetError(f"no readings accepted for asset {asset!r}"))
+                continue
+            assert rows is not None
+            result.append((rows[i], *self._sequence(state), state))
+            i += 1
+        return result
 
     def _parse(self, reading: Mapping[str, Any]) -> tuple[Any, int, NDArray[np.float64]]:
         missing = [c for c in (ASSET, TIME, *self._settings, *self._sensors) if c not in reading]
@@ -295,23 +317,31 @@ class OnlineFeatures:
         return out, length
 
     def _features(self, state: AssetState, regime: int) -> NDArray[np.float64]:
+        return self._features_many([state], [regime])[0]
+
+    def _features_many(self, states: list[AssetState], regimes: list[int]) -> NDArray[np.float64]:
+        """Feature rows of states (one per row), each row exactly what the offline path gives."""
         layout, size = self._layout, self._history_shape[0]
-        history, head, count = state.history, state.head, state.count
-        out = np.empty((1, layout.n_features))
-        back = (head - np.minimum(self._lags, count - 1)) % size
-        lagged = history[back].T[:, :, None]
-        # Row ``size`` of the padded history is zeros: where the asset has no reading k back.
-        padded = np.concatenate([history, self._zero_row])[
-            np.where(self._lags < count, back, size)
-        ].T[:, :, None]
-        window_features(lagged, padded, np.array([float(count)]), layout, out)
+        n, lags = len(states), self._lags
+        out = np.empty((n, layout.n_features))
+        lagged = np.empty((layout.n_channels, len(lags), n))
+        padded = np.empty_like(lagged)
+        counts = np.empty(n)
+        for i, state in enumerate(states):
+            back = (state.head - np.minimum(lags, state.count - 1)) % size
+            values = state.history[back].T
+            lagged[:, :, i] = values
+            # Zero where the asset has no reading k back (sums skip it).
+            padded[:, :, i] = np.where(lags < state.count, values, 0.0)
+            counts[i] = state.count
+        window_features(lagged, padded, counts, layout, out)
         for e, span in enumerate(self._spec.ewma_spans):
-            out[0, layout.block_slice(f"ewma_{span}")] = state.ewma[e]
+            out[:, layout.block_slice(f"ewma_{span}")] = np.stack([s.ewma[e] for s in states])
         if "age" in layout.extras:
-            out[0, layout.extra_column("age")] = float(count)
+            out[:, layout.extra_column("age")] = counts
         if "regime" in layout.extras:
-            out[0, layout.extra_column("regime")] = float(regime)
-        return out[0]
+            out[:, layout.extra_column("regime")] = np.asarray(regimes, dtype=np.float64)
+        return out
 
 
 def _pick(names: list[str], mask: NDArray[np.bool_]) -> list[str]:

@@ -28,6 +28,10 @@ class StateStore(Protocol):
 
     def get(self, asset_id: str) -> AssetState | None: ...
 
+    def get_many(self, asset_ids: list[str]) -> list[AssetState | None]:
+        """States of many assets in one go (one round trip for Redis)."""
+        ...
+
     def update(self, asset_id: str, advance: Advance[T]) -> T:
         """Atomically load the state, apply ``advance`` and save the new state; return its result.
 
@@ -51,6 +55,9 @@ class MemoryStateStore:
 
     def get(self, asset_id: str) -> AssetState | None:
         return self._states.get(asset_id)
+
+    def get_many(self, asset_ids: list[str]) -> list[AssetState | None]:
+        return [self._states.get(a) for a in asset_ids]
 
     def update(self, asset_id: str, advance: Advance[T]) -> T:
         with self._lock:
@@ -134,6 +141,17 @@ class RedisStateStore:
         except redis.RedisError as exc:
             raise StateStoreError(f"Redis unavailable reading state of {asset_id}: {exc}") from exc
         return None if raw is None else self._decode(raw)
+
+    def get_many(self, asset_ids: list[str]) -> list[AssetState | None]:
+        if not asset_ids:
+            return []
+        try:
+            raws = self._client.mget([self._key(a) for a in asset_ids])
+        except redis.RedisError as exc:
+            raise StateStoreError(
+                f"Redis unavailable reading {len(asset_ids)} states: {exc}"
+            ) from exc
+        return [None if raw is None else self._decode(raw) for raw in raws]
 
     def update(self, asset_id: str, advance: Advance[T]) -> T:
         key = self._key(asset_id)

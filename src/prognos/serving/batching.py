@@ -128,6 +128,18 @@ class Batcher:
             return outcomes
         to_score: list[tuple[Outcome, Scored, bool]] = []
         for job, row in zip(jobs, outcomes, strict=True):
+            if job.kind == "current":
+                try:
+                    found: list[Scored | Exception] = list(predictor.current_many(job.items))
+                except PrognosError as exc:  # the store is away: every item of the job fails
+                    found = [exc] * len(job.items)
+                for outcome, got in zip(row, found, strict=True):
+                    outcome.model_version = predictor.model_version
+                    if isinstance(got, Exception):
+                        outcome.error = got
+                    else:
+                        to_score.append((outcome, got, job.explain))
+                continue
             for item, outcome in zip(job.items, row, strict=True):
                 outcome.model_version = predictor.model_version
                 try:
@@ -150,8 +162,6 @@ class Batcher:
 
     @staticmethod
     def _prepare(predictor: Predictor, kind: Kind, item: Any, outcome: Outcome) -> Scored | None:
-        if kind == "current":
-            return predictor.current(item)
         reading: Mapping[str, Any] = item
         try:
             return predictor.ingest(reading)
