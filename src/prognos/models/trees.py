@@ -286,7 +286,7 @@ class GradientBoostedMember(_TreeMember):
         return self
 
     def contributions(
-        self, X: ModelInput, target: Literal["failed", "rul"] = "failed", *, threads: int = 1
+        self, X: ModelInput, target: Literal["failed", "rul"] = "failed"
     ) -> NDArray[np.float64]:
         """Exact TreeSHAP values per row, (rows, n_features + 1), the last column the bias.
 

@@ -26,7 +26,6 @@ RISK_LEVELS = ("LOW", "MEDIUM", "HIGH")
 # How many contributions a logged prediction keeps (the rest are summed into "other"): enough for
 # any explanation screen, small enough to log every prediction at hundreds per second.
 LOGGED_CONTRIBUTIONS = 10
-_PARALLEL_SHAP_ROWS = 32
 
 
 def risk_level(probability: float, threshold: float) -> str:
@@ -220,10 +219,7 @@ class Predictor:
 
     def _explain(self, X: ModelInput) -> list[Explanation]:
         assert self.explainer is not None
-        # TreeSHAP dominates a large batch (~0.4 ms a row): two threads halve it there. Small
-        # batches stay on one thread, where waking a pool costs more than it saves.
-        threads = 2 if len(X) >= _PARALLEL_SHAP_ROWS else 1
-        shap = self.explainer.contributions(X, threads=threads)  # type: ignore[attr-defined]
+        shap = self.explainer.contributions(X)  # type: ignore[attr-defined]
         names = self.feature_names
         explanations = []
         keep = min(LOGGED_CONTRIBUTIONS, len(names))
