@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prognos.config import Settings
-from prognos.errors import PrognosError, StateStoreError
+from prognos.errors import PrognosError
 from prognos.features.stores import MemoryStateStore, make_state_store
 from prognos.models.bundle import ModelBundle
 from prognos.serving.batching import Batcher
@@ -260,6 +260,3 @@ class Runtime:
             "detail": detail,
         }
 
-
-def state_error_message(exc: StateStoreError) -> str:
-    return f"online feature state is unavailable: {exc}"
