@@ -259,4 +259,3 @@ class Runtime:
             "services": services,
             "detail": detail,
         }
-
