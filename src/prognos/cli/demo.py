@@ -278,8 +278,8 @@ DEMO_TRAINING = {
     "folds": 3,
     "cuts_per_asset": 3,
     "members": {
-        "xgboost": {"params": {"n_estimators": 300}},
-        "sequence": {"params": {"max_epochs": 15}},
+        "xgboost": {"params": {"n_estimators": 200}},
+        "sequence": {"params": {"max_epochs": 6}},
         "forest": {"enabled": False},
     },
 }

@@ -146,9 +146,10 @@ def _deterministic(enabled: bool) -> Iterator[None]:
 class SequenceModel(BaseEstimator):
     """LSTM or causal-CNN member over ``ModelInput.sequences``; scikit-learn estimator contract.
 
-    Defaults are one configuration for every fleet, sized for a 2-core CPU: a 2-layer LSTM of 32
-    units trains C-MAPSS FD001 (~17k windows of 30) in well under a minute; ``arch="cnn"`` (causal
-    dilated convolutions, residual, receptive field >= window) is cheaper per epoch.
+    Defaults are one configuration for every fleet, sized for a 2-core CPU: the causal dilated CNN
+    (residual, receptive field >= window), which with XGBoost cross-validated better than the
+    2-layer LSTM on C-MAPSS FD001 at window 50 (ensemble RMSE 11.58 against 11.68) and trains in
+    about two thirds of its time; ``arch="lstm"`` is the reference documents' network.
 
     Early stopping holds out ``validation_fraction`` of the *assets* (``X.groups``), never rows:
     rows of one asset share most of their window, so a row split would leak. The best epoch's
@@ -167,7 +168,7 @@ class SequenceModel(BaseEstimator):
 
     def __init__(
         self,
-        arch: Literal["lstm", "cnn"] = "lstm",
+        arch: Literal["lstm", "cnn"] = "cnn",
         hidden: int = 32,
         layers: int = 2,
         dropout: float = 0.1,

@@ -302,6 +302,9 @@ def _flat_params(config: TrainConfig, readings: pd.DataFrame) -> dict[str, str]:
     }
     for member, settings in config.members.items():
         flat[f"{member}.enabled"] = settings.enabled
-        for key, value in settings.params.items():
+        # The estimator's effective parameters (its defaults included), not only those the
+        # config overrides: the run must say which network and how many trees it trained.
+        effective = make_member(member, settings.params, config.seed).get_params()  # type: ignore[attr-defined]
+        for key, value in effective.items():
             flat[f"{member}.{key}"] = value
     return {k: str(v) for k, v in flat.items()}
