@@ -313,3 +313,19 @@ def test_the_demo_sample_request_is_accepted(
     response = client.post("/predict", json=body, headers={"X-API-Key": keys["predict"]})
     assert response.status_code == 200, response.text
     assert response.json()["equipment_id"] == "pump-001"
+
+
+def test_without_a_champion_the_service_starts_degraded(trained: Trained, tmp_path: Path) -> None:
+    settings = trained.settings(
+        model_name="no-such-model", auth_enabled=False,
+        database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+    )  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        health = client.get("/health")
+        assert health.status_code == 503
+        body = health.json()
+        assert body["status"] == "degraded" and not body["model_loaded"]
+        assert body["services"]["registry"] == "ok"  # reachable; the model has no champion
+        assert "'no-such-model' has no champion" in body["detail"]["registry_error"]
+        refused = client.post("/predict", json=body_for(readings(trained)[0]))
+        assert refused.status_code == 503 and "no model is loaded" in refused.json()["detail"]

@@ -184,6 +184,8 @@ class Runtime:
         try:
             version = await asyncio.to_thread(champion_version, self.settings, name)
             self.registry_ok, self.registry_error = True, None
+            if version is None and self.predictor is None:
+                self.registry_error = f"registered model {name!r} has no champion (yet)"
             if version is None or (
                 self.predictor is not None and self.predictor.model_version == version
             ):
