@@ -105,6 +105,14 @@ def test_prediction_round_trips(db: Database) -> None:
     assert stored["explanation"] == [{"feature": "s2_mean", "value": 642.1, "contribution": 0.12}]
     assert stored["should_inspect"] is False
     assert get_prediction(db, "pred_missing") is None
+    # The service logs its explanation as one JSON object (base, contributions, other).
+    explained = {"model": "xgboost", "base": 0.1, "other": 0.0, "contributions": []}
+    row2 = normalise_record("prediction", prediction(asset="A2", explanation=explained))
+    insert_predictions(db, [row2])
+    stored2 = get_prediction(db, row2["id"])
+    assert stored2 is not None and stored2["explanation"] == explained
+    with pytest.raises(StorageError, match="explanation"):
+        normalise_record("prediction", prediction(explanation="why"))
 
 
 def test_feedback_and_audit_are_idempotent(db: Database) -> None:

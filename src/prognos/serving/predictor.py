@@ -105,7 +105,7 @@ class Prediction:
             "rul_lower": self.rul_lower,
             "rul_upper": self.rul_upper,
             "should_inspect": self.should_inspect,
-            "explanation": None if self.explanation is None else [self.explanation.to_dict()],
+            "explanation": None if self.explanation is None else self.explanation.to_dict(),
             "latency_ms": latency_ms,
         }
 

@@ -109,7 +109,9 @@ class Prediction(Base):
     rul_upper: Mapped[float] = mapped_column(Float)
     should_inspect: Mapped[bool] = mapped_column(Boolean)
     # [{"feature": str, "value": float, "contribution": float}, ...] or null.
-    explanation: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    explanation: Mapped[dict[str, Any] | list[dict[str, Any]] | None] = mapped_column(
+        JSON, nullable=True
+    )
     latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 

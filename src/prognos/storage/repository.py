@@ -206,8 +206,8 @@ def normalise_record(kind: RecordKind, row: Mapping[str, Any]) -> dict[str, Any]
         }
     if kind == "prediction":
         explanation = row.get("explanation")
-        if explanation is not None and not isinstance(explanation, list | tuple):
-            raise StorageError("prediction explanation: expected a list of dicts or null")
+        if explanation is not None and not isinstance(explanation, Mapping | list | tuple):
+            raise StorageError("prediction explanation: expected a JSON object, a list or null")
         return {
             "id": str(row.get("id") or new_id(kind)),
             "asset_id": str(row["asset_id"]),

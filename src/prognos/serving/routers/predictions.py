@@ -155,6 +155,5 @@ async def explain(prediction_id: str, runtime: RuntimeDep, _: Reader) -> Explain
         failure_probability=row["failure_probability"],
         model_name=row["model_name"],
         model_version=row["model_version"],
-        # Logged as a one-element list (the log's explanation column holds a JSON list).
-        explanation=(row["explanation"] or [None])[0],
+        explanation=row["explanation"],
     )
