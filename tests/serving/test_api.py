@@ -185,6 +185,9 @@ def test_bad_requests_get_clear_422s_and_413(
         headers={**headers, "Content-Type": "application/json"},
     )
     assert huge.status_code == 413 and "limit" in huge.json()["detail"]
+    too_many = {"readings": [body_for(row)] * 1001}  # over PROGNOS_MAX_BATCH (1000)
+    over = client.post("/readings", json=too_many, headers={"X-API-Key": keys["admin"]})
+    assert over.status_code == 422 and "batch limit of 1000" in over.json()["detail"]
 
 
 def test_batch_predict_by_ids_and_by_readings(
@@ -220,7 +223,6 @@ def test_batch_predict_by_ids_and_by_readings(
         assert p["prediction"]["failure_probability"] == pytest.approx(
             latest[p["equipment_id"]]["prediction"]["failure_probability"], rel=1e-9
         )
-    ranked = client.get("/assets", headers=headers)
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
     runtime.writer.flush(10)
     ranked = client.get("/assets", headers=headers).json()["assets"]

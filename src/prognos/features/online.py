@@ -173,11 +173,10 @@ class OnlineFeatures:
 
         Raises :class:`UnknownAssetError` when no reading of the asset was accepted.
         """
-        state = self.store.get(asset_key(asset))
-        if state is None:
-            raise UnknownAssetError(f"no readings accepted for asset {asset!r}")
-        features = self._features(state, state.regime)
-        return (features, *self._sequence(state), state)
+        [found] = self.current_many([asset])
+        if isinstance(found, UnknownAssetError):
+            raise found
+        return found
 
     def current_many(
         self, assets: list[Any]

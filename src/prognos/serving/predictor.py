@@ -144,6 +144,9 @@ class Predictor:
         self.online = OnlineFeatures(bundle.pipeline, store, window=bundle.window)
         self.feature_names = list(self.online.feature_names)
         self.threshold = float(bundle.post.threshold)
+        # Channel names a request may carry (every sensor of the fleet, kept or not).
+        self.sensor_names = frozenset(bundle.fleet.sensor_names)
+        self.setting_names = frozenset(bundle.fleet.setting_names)
         self.explainer = bundle.members.get("xgboost")
         if self.explainer is not None and not hasattr(self.explainer, "contributions"):
             self.explainer = None
@@ -168,8 +171,10 @@ class Predictor:
 
     def current(self, asset: Any) -> Scored:
         """The asset's model inputs at its latest accepted reading (UnknownAssetError if none)."""
-        features, sequence, length, state = self.online.current(asset)
-        return Scored(asset_key(asset), state.last_time, features, sequence, length)
+        [found] = self.current_many([asset])
+        if isinstance(found, UnknownAssetError):
+            raise found
+        return found
 
     def current_many(self, assets: Sequence[Any]) -> list[Scored | UnknownAssetError]:
         """:meth:`current` for many assets at once (one store read, one feature-kernel call)."""

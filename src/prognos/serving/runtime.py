@@ -18,7 +18,8 @@ from typing import Any
 
 from prognos.config import Settings
 from prognos.errors import PrognosError
-from prognos.features.stores import MemoryStateStore, make_state_store
+from prognos.features.online import OnlineFeatures
+from prognos.features.stores import make_state_store
 from prognos.models.bundle import ModelBundle
 from prognos.serving.batching import Batcher
 from prognos.serving.predictor import Predictor
@@ -133,12 +134,10 @@ class Runtime:
     # -- the model -----------------------------------------------------------------------------
 
     def _make_predictor(self, model: LoadedModel) -> Predictor:
-        probe = Predictor(model.bundle, MemoryStateStore(), model_name=model.name,
-                          model_version=model.version)  # fmt: skip
-        if self.settings.redis_url is None:
-            return probe
+        # The store's key namespace depends on the model's feature layout and scalers.
+        layout = OnlineFeatures(model.bundle.pipeline, window=model.bundle.window)
         store = make_state_store(
-            self.settings, decode=probe.online.decode_state, fingerprint=probe.online.fingerprint
+            self.settings, decode=layout.decode_state, fingerprint=layout.fingerprint
         )
         return Predictor(model.bundle, store, model_name=model.name, model_version=model.version)
 

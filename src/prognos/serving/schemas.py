@@ -248,7 +248,7 @@ class AssetsOut(BaseModel):
     assets: list[AssetSummary]
 
 
-class AssetState(BaseModel):
+class AssetStateOut(BaseModel):
     readings_seen: int
     last_time: int
     regime: int
@@ -256,7 +256,7 @@ class AssetState(BaseModel):
 
 class AssetOut(BaseModel):
     equipment_id: str
-    state: AssetState | None
+    state: AssetStateOut | None
     predictions: list[AssetSummary]
 
 

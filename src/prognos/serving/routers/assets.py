@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from prognos.errors import NotFoundError
 from prognos.features.online import asset_key
 from prognos.serving.deps import Reader, RuntimeDep
-from prognos.serving.schemas import AssetOut, AssetsOut, AssetState, AssetSummary
+from prognos.serving.schemas import AssetOut, AssetsOut, AssetStateOut, AssetSummary
 from prognos.storage import repository
 
 router = APIRouter(tags=["assets"])
@@ -53,7 +53,9 @@ async def get_asset(
     if runtime.predictor is not None:
         raw = await run_in_threadpool(runtime.predictor.store.get, asset_key(asset_id))
         if raw is not None:
-            state = AssetState(readings_seen=raw.count, last_time=raw.last_time, regime=raw.regime)
+            state = AssetStateOut(
+                readings_seen=raw.count, last_time=raw.last_time, regime=raw.regime
+            )
     rows = await run_in_threadpool(repository.predictions_for_asset, runtime.db, asset_id, limit)
     if state is None and not rows:
         raise NotFoundError(f"no readings or predictions for asset {asset_id!r}")

@@ -8,7 +8,9 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from prognos.errors import SchemaError
+from prognos.errors import ConfigError, SchemaError
+from prognos.features.online import time_key
+from prognos.serving.batching import NoModelError
 from prognos.serving.predictor import Prediction, Predictor
 from prognos.serving.runtime import Runtime
 from prognos.serving.schemas import ReadingIn
@@ -16,24 +18,42 @@ from prognos.serving.schemas import ReadingIn
 
 def check_channels(reading: ReadingIn, predictor: Predictor) -> None:
     """Unknown names are refused by name: a typo must not pass as a missing optional sensor."""
-    fleet = predictor.bundle.fleet
-    unknown = sorted(set(reading.sensor_readings) - set(fleet.sensor_names)) + sorted(
-        set(reading.operational_settings) - set(fleet.setting_names)
+    unknown = sorted(reading.sensor_readings.keys() - predictor.sensor_names) + sorted(
+        reading.operational_settings.keys() - predictor.setting_names
     )
     if unknown:
+        fleet = predictor.bundle.fleet
         raise SchemaError(
             f"{reading.equipment_id}: unknown channels {unknown} for fleet {fleet.name!r} "
             f"(sensors {fleet.sensor_names[:3]}..., settings {fleet.setting_names})"
         )
 
 
-def reading_row(reading: ReadingIn, time: int) -> dict[str, Any]:
-    return {
-        "asset_id": reading.equipment_id,
-        "time": time,
-        "values": {**reading.operational_settings, **reading.sensor_readings},
-        "received_at": datetime.now(UTC),
-    }
+def require_predictor(runtime: Runtime) -> Predictor:
+    """The model being served, or 503: readings and predictions need its feature pipeline."""
+    if runtime.predictor is None:
+        raise NoModelError("no model is loaded yet; see /health")
+    return runtime.predictor
+
+
+def check_batch_size(runtime: Runtime, items: int) -> None:
+    limit = runtime.settings.max_batch
+    if items > limit:
+        raise ConfigError(f"{items} items exceed the batch limit of {limit}")
+
+
+def log_reading(runtime: Runtime, reading: ReadingIn) -> None:
+    """Store an accepted reading (off the request path: the writer queues it)."""
+    if runtime.writer is not None:
+        runtime.writer.submit(
+            "reading",
+            {
+                "asset_id": reading.equipment_id,
+                "time": time_key(reading.time()),
+                "values": {**reading.operational_settings, **reading.sensor_readings},
+                "received_at": datetime.now(UTC),
+            },
+        )
 
 
 def prediction_payload(

@@ -8,17 +8,18 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from prognos.errors import ConfigError, NotFoundError, PrognosError
-from prognos.features.online import time_key
-from prognos.serving.batching import NoModelError, Outcome, raise_unavailable
+from prognos.errors import NotFoundError, PrognosError
+from prognos.serving.batching import Outcome, raise_unavailable
 from prognos.serving.deps import Forecaster, Reader, RuntimeDep
-from prognos.serving.errors import error_body, status_for
+from prognos.serving.errors import status_for
 from prognos.serving.routers.common import (
     FastJSONResponse,
+    check_batch_size,
     check_channels,
     log_prediction,
+    log_reading,
     prediction_payload,
-    reading_row,
+    require_predictor,
 )
 from prognos.serving.schemas import (
     BatchError,
@@ -54,17 +55,15 @@ async def predict(body: ReadingIn, runtime: RuntimeDep, _: Forecaster) -> FastJS
     idempotent and scores the asset as it stands). ``should_inspect`` is the cost-optimal alert.
     """
     start = time.perf_counter()
-    predictor = runtime.predictor
-    if predictor is None:
-        raise NoModelError("no model is loaded yet; see /health")
+    predictor = require_predictor(runtime)
     check_channels(body, predictor)
     assert runtime.batcher is not None
     [outcome] = await runtime.batcher.submit("predict", [body.as_reading()])
     _raise(outcome)
     assert outcome.prediction is not None
     latency = (time.perf_counter() - start) * 1000.0
-    if not outcome.duplicate and runtime.writer is not None:
-        runtime.writer.submit("reading", reading_row(body, outcome.prediction.time))
+    if not outcome.duplicate:
+        log_reading(runtime, body)
     log_prediction(runtime, outcome.prediction, latency)
     return FastJSONResponse(
         prediction_payload(outcome.prediction, predictor, latency, runtime.settings.top_features)
@@ -81,13 +80,9 @@ async def batch_predict(
     others are scored.
     """
     start = time.perf_counter()
-    predictor = runtime.predictor
-    if predictor is None:
-        raise NoModelError("no model is loaded yet; see /health")
+    predictor = require_predictor(runtime)
     items: list[Any]
-    size = len(body.equipment_ids or body.readings or [])
-    if size > runtime.settings.max_batch:
-        raise ConfigError(f"{size} items exceed the batch limit of {runtime.settings.max_batch}")
+    check_batch_size(runtime, len(body.equipment_ids or body.readings or []))
     assert runtime.batcher is not None
     errors: list[BatchError] = []
     if body.equipment_ids is not None:
@@ -111,14 +106,14 @@ async def batch_predict(
         )
         raise_unavailable(outcomes)
         for reading, outcome in zip(items, outcomes, strict=True):
-            if outcome.error is None and not outcome.duplicate and runtime.writer is not None:
-                runtime.writer.submit("reading", reading_row(reading, time_key(reading.time())))
+            if outcome.error is None and not outcome.duplicate:
+                log_reading(runtime, reading)
     latency = (time.perf_counter() - start) * 1000.0
     predictions = []
     for asset, outcome in zip(ids, outcomes, strict=True):
         if outcome.error is not None:
             errors.append(BatchError(equipment_id=asset, status=status_for(outcome.error),
-                                     message=str(error_body(outcome.error)["detail"])))  # fmt: skip
+                                     message=str(outcome.error)))  # fmt: skip
             continue
         assert outcome.prediction is not None
         log_prediction(runtime, outcome.prediction, latency)

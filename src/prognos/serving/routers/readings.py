@@ -6,10 +6,14 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from prognos.errors import PrognosError
-from prognos.features.online import time_key
-from prognos.serving.batching import NoModelError, raise_unavailable
+from prognos.serving.batching import raise_unavailable
 from prognos.serving.deps import Ingester, RuntimeDep
-from prognos.serving.routers.common import check_channels, reading_row
+from prognos.serving.routers.common import (
+    check_batch_size,
+    check_channels,
+    log_reading,
+    require_predictor,
+)
 from prognos.serving.schemas import ReadingIn, ReadingOutcome, ReadingsIn, ReadingsOut
 
 router = APIRouter(tags=["readings"])
@@ -30,10 +34,9 @@ async def post_readings(
     out-of-range value is ``rejected`` with the reason. Accepted readings are stored and update
     the asset's state; the response is 422 only when none was accepted or duplicate.
     """
-    predictor = runtime.predictor
-    if predictor is None:
-        raise NoModelError("no model is loaded yet: readings need its feature pipeline")
+    predictor = require_predictor(runtime)
     readings = body.readings if isinstance(body, ReadingsIn) else [body]
+    check_batch_size(runtime, len(readings))
     results: list[ReadingOutcome | None] = [None] * len(readings)
     valid: list[tuple[int, ReadingIn]] = []
     for i, reading in enumerate(readings):
@@ -52,8 +55,7 @@ async def post_readings(
             results[i] = ReadingOutcome(index=i, equipment_id=reading.equipment_id,
                                         status="duplicate")  # fmt: skip
         else:
-            if runtime.writer is not None:
-                runtime.writer.submit("reading", reading_row(reading, time_key(reading.time())))
+            log_reading(runtime, reading)
             results[i] = ReadingOutcome(index=i, equipment_id=reading.equipment_id,
                                         status="accepted")  # fmt: skip
     final = [r for r in results if r is not None]
