@@ -161,8 +161,8 @@ def test_not_fitted_clone_and_params(fleet: Fleet) -> None:
     assert params["arch"] == "cnn" and params["hidden"] == 8 and params["seed"] == 5
     assert set(params) == {
         "arch", "hidden", "layers", "dropout", "lr", "batch_size", "max_epochs", "patience",
-        "validation_fraction", "rul_scale", "loss_weight", "level_noise", "epoch_fraction", "seed",
-        "device", "threads", "verbose",
+        "validation_fraction", "rul_scale", "loss_weight", "level_noise", "seed", "device",
+        "threads", "verbose",
     }  # fmt: skip
     twin = clone(model)
     assert twin is not model and twin.get_params() == params

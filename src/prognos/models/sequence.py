@@ -158,8 +158,7 @@ class SequenceModel(BaseEstimator):
     (logit - log pos_weight), so probabilities sit on the training base rate instead of being
     inflated. Rows with NaN RUL (censored) train the failure head only. ``level_noise`` is the
     std (normalised units) of the random level shift per training sequence and channel; 0 turns
-    the augmentation off. ``epoch_fraction`` < 1 makes each epoch a fresh random share of the
-    training windows (early stopping then checks more often per pass over the data).
+    the augmentation off.
 
     ``device="auto"`` trains on CUDA when available. The fitted network lives on that device;
     pickling stores a CPU copy, and an unpickled model predicts on CPU. ``threads=None``: on CPU
@@ -180,7 +179,6 @@ class SequenceModel(BaseEstimator):
         rul_scale: float = 125.0,
         loss_weight: float = 0.1,
         level_noise: float = 1.0,
-        epoch_fraction: float = 1.0,
         seed: int = 0,
         device: str = "auto",
         threads: int | None = None,
@@ -198,7 +196,6 @@ class SequenceModel(BaseEstimator):
         self.rul_scale = rul_scale
         self.loss_weight = loss_weight
         self.level_noise = level_noise
-        self.epoch_fraction = epoch_fraction
         self.seed = seed
         self.device = device
         self.threads = threads
@@ -223,10 +220,6 @@ class SequenceModel(BaseEstimator):
             (self.rul_scale > 0, f"rul_scale must be > 0, got {self.rul_scale}"),
             (self.loss_weight >= 0, f"loss_weight must be >= 0, got {self.loss_weight}"),
             (self.level_noise >= 0, f"level_noise must be >= 0, got {self.level_noise}"),
-            (
-                0.0 < self.epoch_fraction <= 1.0,
-                f"epoch_fraction must be in (0, 1], got {self.epoch_fraction}",
-            ),
             (
                 self.threads is None or self.threads >= 1,
                 f"threads must be None or >= 1, got {self.threads}",
@@ -388,11 +381,7 @@ class SequenceModel(BaseEstimator):
         for epoch in range(1, self.max_epochs + 1):
             start = time.perf_counter()
             net.train()
-            # A fresh random share of the training windows each epoch: consecutive windows of
-            # an asset overlap in all but one position, so a full pass is mostly repetition.
-            take = max(1, round(self.epoch_fraction * len(train_idx)))
-            perm = torch.randperm(len(train_idx), generator=shuffler)[:take]
-            order = train_idx[perm.to(device)]
+            order = train_idx[torch.randperm(len(train_idx), generator=shuffler).to(device)]
             total = 0.0
             for a in range(0, len(order), self.batch_size):
                 rows = order[a : a + self.batch_size]
