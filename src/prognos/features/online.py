@@ -319,23 +319,25 @@ class OnlineFeatures:
         return self._features_many([state], [regime])[0]
 
     def _features_many(self, states: list[AssetState], regimes: list[int]) -> NDArray[np.float64]:
-        """Feature rows of states (one per row), each row exactly what the offline path gives."""
-        layout, size = self._layout, self._history_shape[0]
-        n, lags = len(states), self._lags
-        out = np.empty((n, layout.n_features))
-        lagged = np.empty((layout.n_channels, len(lags), n))
-        padded = np.empty_like(lagged)
-        counts = np.empty(n)
-        for i, state in enumerate(states):
-            back = (state.head - np.minimum(lags, state.count - 1)) % size
-            values = state.history[back].T
-            lagged[:, :, i] = values
-            # Zero where the asset has no reading k back (sums skip it).
-            padded[:, :, i] = np.where(lags < state.count, values, 0.0)
-            counts[i] = state.count
-        window_features(lagged, padded, counts, layout, out)
+        """Feature rows of states (one per row), each row exactly what the offline path gives.
+
+        Gathers every state's lags with one fancy index, so one state (the ingest hot path) and a
+        hundred (a batch by ids) cost the same handful of NumPy calls.
+        """
+        layout, size, lags = self._layout, self._history_shape[0], self._lags
+        counts = np.array([s.count for s in states])
+        heads = np.array([s.head for s in states])
+        back = (heads[:, None] - np.minimum(lags[None, :], counts[:, None] - 1)) % size  # (n, L)
+        histories = np.stack([s.history for s in states])  # (n, size, channels)
+        values = histories[np.arange(len(states))[:, None], back]  # (n, L, channels)
+        lagged = values.transpose(2, 1, 0)  # (channels, L, n), as the kernel takes them
+        # Zero where the asset has no reading k back (sums skip it).
+        padded = np.where((lags[None, :] < counts[:, None]).T[None, :, :], lagged, 0.0)
+        out = np.empty((len(states), layout.n_features))
+        window_features(lagged, padded, counts.astype(np.float64), layout, out)
+        ewma = np.stack([s.ewma for s in states])  # (n, spans, channels)
         for e, span in enumerate(self._spec.ewma_spans):
-            out[:, layout.block_slice(f"ewma_{span}")] = np.stack([s.ewma[e] for s in states])
+            out[:, layout.block_slice(f"ewma_{span}")] = ewma[:, e]
         if "age" in layout.extras:
             out[:, layout.extra_column("age")] = counts
         if "regime" in layout.extras:
