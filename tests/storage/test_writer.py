@@ -113,10 +113,12 @@ def test_a_refused_row_is_set_aside_and_the_rest_written(
 ) -> None:
     real = writer_module.insert_records
 
-    def refuse_poison(db: Database, records: dict[str, list[dict[str, Any]]]) -> Any:
+    def refuse_poison(
+        db: Database, records: dict[str, list[dict[str, Any]]], *, normalised: bool = False
+    ) -> Any:
         if any(r.get("asset_id") == "poison" for rows in records.values() for r in rows):
             raise StorageError("value out of range (test)")
-        return real(db, records)  # type: ignore[arg-type]
+        return real(db, records, normalised=normalised)  # type: ignore[arg-type]
 
     monkeypatch.setattr(writer_module, "insert_records", refuse_poison)
     with RecordWriter(flaky, tmp_path / "spool", **FAST) as writer:

@@ -15,7 +15,9 @@ from prognos.serving.security import ANONYMOUS, AuthError, Principal
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    """``async`` on purpose: FastAPI runs plain ``def`` dependencies in its thread pool, a thread
+    hop (and GIL hand-off) per request for what is one attribute read."""
     runtime: Runtime = request.app.state.runtime
     return runtime
 

@@ -7,6 +7,7 @@ service can coalesce concurrent requests into one call of each member (see ``bat
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -65,12 +66,20 @@ class Explanation:
         return self.contributions[:k]
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: a feature value that is missing (NaN) is logged as null."""
         return {
             "model": self.model,
             "base": self.base,
             "logit": self.logit,
             "other": self.other,
-            "contributions": [c.__dict__ for c in self.contributions],
+            "contributions": [
+                {
+                    "feature": c.feature,
+                    "value": c.value if math.isfinite(c.value) else None,
+                    "contribution": c.contribution,
+                }
+                for c in self.contributions
+            ],
         }
 
 
@@ -91,7 +100,7 @@ class Prediction:
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def log_row(self, latency_ms: float | None = None) -> dict[str, Any]:
-        """The ``predictions`` table row."""
+        """The ``predictions`` table row, already in ``normalise_record``'s form (tested)."""
         return {
             "id": self.prediction_id,
             "asset_id": self.asset_id,

@@ -273,14 +273,20 @@ def _insert_ignore(conn: Connection, kind: RecordKind, rows: Sequence[dict[str, 
 
 
 def insert_records(
-    db: Database, records: Mapping[RecordKind, Iterable[Mapping[str, Any]]]
+    db: Database,
+    records: Mapping[RecordKind, Iterable[Mapping[str, Any]]],
+    *,
+    normalised: bool = False,
 ) -> dict[RecordKind, int]:
     """Insert records of several kinds in one transaction; new rows per kind.
 
     All or nothing: a writer that fails part-way can simply write (or spool) the batch again.
+    ``normalised=True`` skips :func:`normalise_record` for rows that already went through it
+    (the writer's queue), which is most of the writer thread's Python time.
     """
     prepared = {
-        kind: [normalise_record(kind, row) for row in rows] for kind, rows in records.items()
+        kind: [dict(row) if normalised else normalise_record(kind, row) for row in rows]
+        for kind, rows in records.items()
     }
     with db.begin("inserting records") as conn:
         return {kind: _insert_ignore(conn, kind, rows) for kind, rows in prepared.items()}

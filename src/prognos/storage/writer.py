@@ -156,12 +156,17 @@ class RecordWriter:
         self._thread = threading.Thread(target=self._run, name="prognos-record-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, kind: RecordKind, row: dict[str, Any]) -> dict[str, Any]:
+    def submit(
+        self, kind: RecordKind, row: dict[str, Any], *, normalised: bool = False
+    ) -> dict[str, Any]:
         """Queue one record; returns it as it will be stored (id and timestamps filled in).
 
         Raises :class:`StorageError` only for a malformed record, never for database trouble.
+        ``normalised=True`` is for rows built in :func:`normalise_record`'s output form by
+        prognos' own code (the service's reading and prediction logs, tested equal to it): the
+        check is skipped, as it would cost the event loop about a tenth of a request.
         """
-        record = normalise_record(kind, row)
+        record = row if normalised else normalise_record(kind, row)
         with self._cond:
             self._submitted += 1
             if kind == "prediction":
@@ -339,20 +344,24 @@ class RecordWriter:
             with self._file_lock:
                 self._spool(batch)
 
-    def _write(self, items: Sequence[_Item], *, settle: bool) -> None:
-        """Commit ``items`` in one transaction; rows the database refuses are set aside."""
+    def _write(self, items: Sequence[_Item], *, settle: bool, normalised: bool = True) -> None:
+        """Commit ``items`` in one transaction; rows the database refuses are set aside.
+
+        Queued rows were normalised by ``submit``; rows read back from a spool file were not
+        (``normalised=False``: their datetimes are ISO strings again).
+        """
         groups: dict[RecordKind, list[dict[str, Any]]] = {}
         for kind, row in items:
             groups.setdefault(kind, []).append(row)
         try:
-            insert_records(self._db, groups)
+            insert_records(self._db, groups, normalised=normalised)
         except StorageUnavailableError:
             raise
         except Exception:  # a StorageError, or a driver error SQLAlchemy does not wrap
             # Not an outage: some row is refused. Find it; commit the others.
             for item in items:
                 try:
-                    insert_records(self._db, {item[0]: [item[1]]})
+                    insert_records(self._db, {item[0]: [item[1]]}, normalised=normalised)
                 except StorageUnavailableError:
                     raise  # the caller spools (or keeps) the whole batch: replays are idempotent
                 except Exception as err:
@@ -577,7 +586,7 @@ class RecordWriter:
         for start in range(0, len(items), self._batch_size):
             chunk = items[start : start + self._batch_size]
             try:
-                self._write(chunk, settle=False)
+                self._write(chunk, settle=False, normalised=False)
             except StorageUnavailableError as err:
                 self._set_down(err)
                 return False

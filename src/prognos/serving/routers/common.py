@@ -42,18 +42,21 @@ def check_batch_size(runtime: Runtime, items: int) -> None:
         raise ConfigError(f"{items} items exceed the batch limit of {limit}")
 
 
+def reading_row(reading: ReadingIn) -> dict[str, Any]:
+    """The ``readings`` table row, already in ``normalise_record``'s form (pydantic checked the
+    values are finite floats; ``tests/serving`` checks the form)."""
+    return {
+        "asset_id": reading.equipment_id,
+        "time": time_key(reading.time()),
+        "values": {**reading.operational_settings, **reading.sensor_readings},
+        "received_at": datetime.now(UTC),
+    }
+
+
 def log_reading(runtime: Runtime, reading: ReadingIn) -> None:
     """Store an accepted reading (off the request path: the writer queues it)."""
     if runtime.writer is not None:
-        runtime.writer.submit(
-            "reading",
-            {
-                "asset_id": reading.equipment_id,
-                "time": time_key(reading.time()),
-                "values": {**reading.operational_settings, **reading.sensor_readings},
-                "received_at": datetime.now(UTC),
-            },
-        )
+        runtime.writer.submit("reading", reading_row(reading), normalised=True)
 
 
 def prediction_payload(
@@ -116,4 +119,4 @@ class FastJSONResponse(JSONResponse):
 def log_prediction(runtime: Runtime, p: Prediction, latency_ms: float) -> None:
     runtime.telemetry.predictions.labels(p.risk_level).inc()
     if runtime.writer is not None:
-        runtime.writer.submit("prediction", p.log_row(latency_ms))
+        runtime.writer.submit("prediction", p.log_row(latency_ms), normalised=True)

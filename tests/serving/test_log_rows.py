@@ -1,0 +1,89 @@
+"""The service logs readings and predictions without re-checking them (``normalised=True``): these
+tests prove the rows it builds are exactly what ``normalise_record`` would make of them."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from prognos.serving.predictor import Contribution, Explanation, Prediction, Predictor
+from prognos.serving.routers.common import reading_row
+from prognos.serving.runtime import load_champion
+from prognos.serving.schemas import ReadingIn
+from prognos.storage.repository import normalise_record
+
+from .conftest import Trained
+
+
+def _same(kind: Any, row: dict[str, Any]) -> None:
+    assert normalise_record(kind, row) == row
+    # Same types too (== treats 1 and 1.0 alike; the database column types do not).
+    normalised = normalise_record(kind, row)
+    for key, value in row.items():
+        assert type(normalised[key]) is type(value), key
+
+
+@pytest.fixture(scope="module")
+def predictor(trained: Trained) -> Predictor:
+    loaded = load_champion(trained.settings(), trained.name)
+    return Predictor(loaded.bundle, model_name=loaded.name, model_version=loaded.version)
+
+
+def test_prediction_log_rows_are_already_normalised(predictor: Predictor, trained: Trained) -> None:
+    fleet = predictor.bundle.fleet
+    asset = trained.fleet[trained.fleet["asset_id"] == trained.fleet["asset_id"].iloc[0]]
+    scored = None
+    for _, r in asset.head(5).iterrows():
+        reading = {"asset_id": "log-row", "time": int(r["time"])}
+        reading |= {c: float(r[c]) for c in (*fleet.setting_names, *fleet.sensor_names)}
+        scored = predictor.ingest(reading)
+    assert scored is not None
+    [prediction] = predictor.score([scored])
+    assert prediction.explanation is not None
+    _same("prediction", prediction.log_row(latency_ms=1.5))
+    _same("prediction", prediction.log_row())
+
+
+def test_a_missing_feature_value_is_logged_as_null() -> None:
+    explanation = Explanation(
+        model="xgboost",
+        base=-1.0,
+        logit=0.5,
+        contributions=[Contribution("slope_s2", math.nan, 1.5)],
+        other=0.0,
+    )
+    prediction = Prediction(
+        asset_id="a",
+        time=3,
+        failure_probability=0.4,
+        risk_level="MEDIUM",
+        rul=12.0,
+        rul_lower=5.0,
+        rul_upper=20.0,
+        should_inspect=False,
+        model_name="m",
+        model_version="1",
+        explanation=explanation,
+    )
+    row = prediction.log_row(2.0)
+    assert row["explanation"]["contributions"][0]["value"] is None
+    _same("prediction", row)
+
+
+@pytest.mark.parametrize(
+    "time", [{"cycle": 7}, {"timestamp": "2026-02-07T10:00:00+01:00"}], ids=["cycle", "timestamp"]
+)
+def test_reading_log_rows_are_already_normalised(time: dict[str, Any]) -> None:
+    body = ReadingIn.model_validate(
+        {
+            "equipment_id": "engine_1",
+            "sensor_readings": {"sensor_2": 642.5, "sensor_3": 1589},
+            "operational_settings": {"setting_1": -0.0007},
+            **time,
+        }
+    )
+    row = reading_row(body)
+    _same("reading", row)
+    assert row["values"] == {"setting_1": -0.0007, "sensor_2": 642.5, "sensor_3": 1589.0}
