@@ -3,6 +3,7 @@ validation, idempotency, restart recovery and a model swap under traffic."""
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -331,3 +332,20 @@ def test_without_a_champion_the_service_starts_degraded(trained: Trained, tmp_pa
         assert "'no-such-model' has no champion" in body["detail"]["registry_error"]
         refused = client.post("/predict", json=body_for(readings(trained)[0]))
         assert refused.status_code == 503 and "no model is loaded" in refused.json()["detail"]
+
+
+def test_the_loaded_model_is_kept_out_of_full_garbage_collections(
+    trained: Trained, tmp_path: Path
+) -> None:
+    settings = trained.settings(
+        model_name=trained.name, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+        auth_enabled=False,
+    )  # fmt: skip
+    gc.unfreeze()
+    with TestClient(create_app(settings)) as client:
+        runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        frozen = gc.get_freeze_count()
+        # The model is in the permanent generation, so full collections do not walk it.
+        assert frozen > 10_000
+        assert not any(o is runtime.predictor for o in gc.get_objects(generation=2))
+    assert gc.get_freeze_count() == 0  # handed back at shutdown

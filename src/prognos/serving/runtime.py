@@ -9,6 +9,7 @@ and swaps it in with one assignment. Requests in flight finish on the model they
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
@@ -31,6 +32,19 @@ from prognos.storage.history import readings_frame
 from prognos.storage.writer import RecordWriter
 
 log = logging.getLogger("prognos.serving")
+
+
+def settle_heap() -> None:
+    """Put everything alive now (the model, the libraries) out of the cyclic collector's reach.
+
+    Otherwise each full collection walks millions of long-lived objects: measured 200-400 ms
+    pauses every few seconds under load, most of the p95 at 1000 users. ``gc.freeze()`` is
+    CPython's tool for this; unfreezing first lets a replaced model's cycles be collected. The
+    one collection here is a single pause per model load.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 @dataclass
@@ -120,6 +134,7 @@ class Runtime:
         self.audit("service", "started", self.model_name or "", {"pid": os.getpid()})
 
     async def stop(self) -> None:
+        gc.unfreeze()
         if self._poller is not None:
             self._poller.cancel()
         if self.batcher is not None:
@@ -174,6 +189,8 @@ class Runtime:
         )
         log.info("serving %s version %s (%d asset states seeded)", model.name, model.version,
                  seeded)  # fmt: skip
+        del previous
+        settle_heap()
 
     async def reload(self) -> bool:
         """Load the champion if it is not what we serve; True when a new model was installed."""
