@@ -40,6 +40,7 @@ import json
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -192,11 +193,23 @@ def measure(
         plain.append(timed(lambda item=item: predictor.score(item, explain=False)))
         explained.append(timed(lambda item=item: predictor.score(item, explain=True)))
 
+    # As the service scores (Batcher): the explanation on a side thread beside the ensemble.
+    side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="explain")
+    explained_side: list[float] = []
+    for i in range(args.repeats):
+        item = [items[i % len(items)]]
+        explained_side.append(
+            timed(lambda item=item: predictor.score(item, explain=True, side=side))
+        )
+
     batch_explained: list[float] = []
+    batch_side: list[float] = []
     batch_plain: list[float] = []
     for _ in range(args.batch_repeats):
         batch_explained.append(timed(lambda: predictor.score(batch, explain=True)))
+        batch_side.append(timed(lambda: predictor.score(batch, explain=True, side=side)))
         batch_plain.append(timed(lambda: predictor.score(batch, explain=False)))
+    side.shutdown()
 
     n = len(batch)
     per_asset = {k: (v / n if k != "n" else v) for k, v in percentiles(batch_explained).items()}
@@ -204,9 +217,11 @@ def measure(
         "ingest (feature update)": percentiles(ingest),
         "score 1": percentiles(plain),
         "score 1 + explanation": percentiles(explained),
+        "score 1 + explanation, side thread": percentiles(explained_side),
         f"score {n}": percentiles(batch_plain),
         f"score {n} + explanation": percentiles(batch_explained),
         f"  per asset of score {n} + expl.": per_asset,
+        f"score {n} + explanation, side thread": percentiles(batch_side),
         "total: ingest + score 1 + expl.": percentiles(total),
         "  of which score 1 + expl.": percentiles(score_live),
     }

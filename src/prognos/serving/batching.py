@@ -70,6 +70,8 @@ class Batcher:
         self._queue: asyncio.Queue[Job] | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prognos-compute")
+        # Explanations of a batch run here while the compute thread runs the ensemble.
+        self._side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prognos-explain")
 
     async def start(self) -> None:
         self._queue = asyncio.Queue()
@@ -81,6 +83,7 @@ class Batcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self._executor.shutdown(wait=True)
+        self._side.shutdown(wait=True)
 
     async def submit(
         self, kind: Kind, items: Sequence[Any], *, explain: bool = True
@@ -151,7 +154,9 @@ class Batcher:
                     to_score.append((outcome, scored, job.explain))
         if to_score:
             explain = any(e for _, _, e in to_score)
-            predictions = predictor.score([s for _, s, _ in to_score], explain=explain)
+            predictions = predictor.score(
+                [s for _, s, _ in to_score], explain=explain, side=self._side
+            )
             for (outcome, _, wants), prediction in zip(to_score, predictions, strict=True):
                 if not wants:
                     prediction.explanation = None
