@@ -349,3 +349,69 @@ def test_the_loaded_model_is_kept_out_of_full_garbage_collections(
         assert frozen > 10_000
         assert not any(o is runtime.predictor for o in gc.get_objects(generation=2))
     assert gc.get_freeze_count() == 0  # handed back at shutdown
+
+
+def test_readings_that_arrive_during_a_swap_reach_the_new_model(
+    trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = trained.settings(
+        model_name=trained.name, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+        auth_enabled=False,
+    )  # fmt: skip
+    client_mlflow = connect(settings)
+    current = versions.champion(client_mlflow, trained.name)
+    assert current is not None
+    rows = readings(trained, 2, 45)
+    before, during, after = rows[:15], rows[15:30], rows[30:]
+    with TestClient(create_app(settings)) as client:
+        runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        seeded, posted = threading.Event(), threading.Event()
+        real_seed = runtime._seed
+
+        def seed_then_wait(predictor: Any) -> int:
+            # The new state is built from the table; readings now arrive before the swap.
+            n = real_seed(predictor)
+            seeded.set()
+            assert posted.wait(30)
+            return int(n)
+
+        monkeypatch.setattr(runtime, "_seed", seed_then_wait)
+        statuses = [client.post("/predict", json=body_for(r)).status_code for r in before]
+
+        def traffic() -> None:
+            assert seeded.wait(30)
+            statuses.extend(client.post("/predict", json=body_for(r)).status_code for r in during)
+            posted.set()
+
+        worker = threading.Thread(target=traffic)
+        worker.start()
+        new = mlflow.register_model(f"models:/{trained.name}/{current.version}", trained.name)
+        versions.promote(client_mlflow, trained.name, int(new.version))
+        try:
+            assert client.portal.call(runtime.reload)  # type: ignore[union-attr]
+        finally:
+            worker.join()
+            versions.promote(client_mlflow, trained.name, current.version)
+        assert runtime.predictor.model_version == str(new.version)
+        swapped = [client.post("/predict", json=body_for(r)).json() for r in after]
+        assert runtime.writer.flush(10)
+        events = [e for e in repository.audit_events(runtime.db) if e["action"] == "model_loaded"]
+        stored = repository.readings_for_asset(runtime.db, str(rows[0]["asset_id"]), limit=1000)
+    assert set(statuses) == {200}
+    assert events[0]["details"]["replayed"] == len(during)
+    assert len(stored) == len(rows)  # and every reading is stored once
+
+    # A service that saw the same readings with no swap in between answers the same.
+    fresh = trained.settings(
+        model_name=trained.name, database_url=f"sqlite:///{tmp_path / 'fresh.sqlite'}",
+        auth_enabled=False,
+    )  # fmt: skip
+    with TestClient(create_app(fresh)) as client:
+        plain = [client.post("/predict", json=body_for(r)).json() for r in rows][-len(after) :]
+    for a, b in zip(swapped, plain, strict=True):
+        assert a["prediction"]["failure_probability"] == pytest.approx(
+            b["prediction"]["failure_probability"], rel=1e-9, abs=1e-12
+        )
+        assert a["prediction"]["predicted_rul_cycles"] == pytest.approx(
+            b["prediction"]["predicted_rul_cycles"], rel=1e-9
+        )

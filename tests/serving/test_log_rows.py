@@ -6,10 +6,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pytest
 
-from prognos.serving.predictor import Contribution, Explanation, Prediction, Predictor
-from prognos.serving.routers.common import reading_row
+from prognos.features.online import time_key
+from prognos.serving.predictor import (
+    Contribution,
+    Explanation,
+    Prediction,
+    Predictor,
+    Scored,
+    reading_log_row,
+)
 from prognos.serving.runtime import load_champion
 from prognos.serving.schemas import ReadingIn
 from prognos.storage.repository import normalise_record
@@ -84,6 +92,8 @@ def test_reading_log_rows_are_already_normalised(time: dict[str, Any]) -> None:
             **time,
         }
     )
-    row = reading_row(body)
+    reading = body.as_reading()
+    scored = Scored("engine_1", time_key(reading["time"]), np.zeros(1), np.zeros((1, 1)), 1)
+    row = reading_log_row(reading, scored)
     _same("reading", row)
     assert row["values"] == {"setting_1": -0.0007, "sensor_2": 642.5, "sensor_3": 1589.0}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,8 @@ from prognos.errors import DuplicateReadingError, PrognosError, StateStoreError
 from prognos.serving.predictor import Prediction, Predictor, Scored
 
 Kind = Literal["predict", "ingest", "current"]
+
+log = logging.getLogger("prognos.serving")
 
 
 class NoModelError(PrognosError):
@@ -63,10 +66,16 @@ class Batcher:
         *,
         max_items: int = 512,
         on_batch: Callable[[int, float], None] | None = None,
+        on_accepted: Callable[[Mapping[str, Any], Scored], None] | None = None,
     ) -> None:
         self._predictor = predictor
         self._max_items = max_items
         self._on_batch = on_batch
+        # Called on the compute thread for each newly accepted reading, in the order the state
+        # took them: the service queues the reading for the database here, so that "in the
+        # state" and "queued to be stored" happen together (see start_journal).
+        self._on_accepted = on_accepted
+        self._journal: list[Mapping[str, Any]] | None = None
         self._queue: asyncio.Queue[Job] | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prognos-compute")
@@ -98,6 +107,20 @@ class Batcher:
     async def run_in_compute_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Other work that touches the predictor's state (it is not thread-safe to interleave)."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def start_journal(self) -> None:
+        """From now on, also keep every accepted reading (call on the compute thread).
+
+        A model swap seeds the new model's state from the stored readings, which takes a while;
+        the journal holds what arrives meanwhile, to be replayed before the swap.
+        """
+        self._journal = []
+
+    def stop_journal(self) -> list[Mapping[str, Any]]:
+        """The readings accepted since :meth:`start_journal`, in order (call on the compute
+        thread); journaling stops."""
+        journal, self._journal = self._journal or [], None
+        return journal
 
     async def _loop(self) -> None:
         assert self._queue is not None
@@ -165,12 +188,22 @@ class Batcher:
             self._on_batch(sum(len(j.items) for j in jobs), time.perf_counter() - start)
         return outcomes
 
-    @staticmethod
-    def _prepare(predictor: Predictor, kind: Kind, item: Any, outcome: Outcome) -> Scored | None:
+    def _prepare(
+        self, predictor: Predictor, kind: Kind, item: Any, outcome: Outcome
+    ) -> Scored | None:
         reading: Mapping[str, Any] = item
         try:
-            return predictor.ingest(reading)
+            scored = predictor.ingest(reading)
         except DuplicateReadingError:
             # The same (asset, time) again: idempotent. Score the asset as it stands.
             outcome.duplicate = True
             return predictor.current(reading["asset_id"]) if kind == "predict" else None
+        if self._journal is not None:
+            self._journal.append(reading)
+        if self._on_accepted is not None:
+            try:
+                self._on_accepted(reading, scored)
+            except Exception:  # the state has it; failing the request now would not undo that
+                log.exception("accepted reading of %s could not be queued for storage",
+                              scored.asset_id)  # fmt: skip
+        return scored

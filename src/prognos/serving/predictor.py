@@ -123,6 +123,19 @@ class Prediction:
         }
 
 
+def reading_log_row(reading: Mapping[str, Any], scored: Scored) -> dict[str, Any]:
+    """The ``readings`` table row of an accepted reading, in ``normalise_record``'s form (tested).
+
+    ``scored`` carries the asset and time keys the state took; the other fields are the channels.
+    """
+    return {
+        "asset_id": scored.asset_id,
+        "time": scored.time,
+        "values": {k: float(v) for k, v in reading.items() if k not in ("asset_id", "time")},
+        "received_at": datetime.now(UTC),
+    }
+
+
 @dataclass
 class Scored:
     """One asset's model inputs, ready to score together with others."""

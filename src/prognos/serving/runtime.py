@@ -13,17 +13,18 @@ import gc
 import logging
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from prognos.config import Settings
-from prognos.errors import PrognosError
+from prognos.errors import DuplicateReadingError, OutOfOrderReadingError, PrognosError
 from prognos.features.online import OnlineFeatures
 from prognos.features.stores import make_state_store
 from prognos.models.bundle import ModelBundle
 from prognos.serving.batching import Batcher
-from prognos.serving.predictor import Predictor
+from prognos.serving.predictor import Predictor, Scored, reading_log_row
 from prognos.serving.security import KeyCache, Principal, RateLimiter
 from prognos.serving.telemetry import Telemetry
 from prognos.storage import repository
@@ -123,7 +124,11 @@ class Runtime:
         self.limiter = RateLimiter(
             settings.rate_limit_per_minute, self._redis, prefix=settings.redis_namespace
         )
-        self.batcher = Batcher(lambda: self.predictor, on_batch=self.telemetry.on_batch)
+        self.batcher = Batcher(
+            lambda: self.predictor,
+            on_batch=self.telemetry.on_batch,
+            on_accepted=self._store_reading,
+        )
         await self.batcher.start()
         self.model_name = model.name if model is not None else settings.model_name
         if model is not None:
@@ -174,21 +179,58 @@ class Runtime:
             return 0
 
     async def install(self, model: LoadedModel) -> None:
-        """Build, seed and swap in a predictor for ``model`` (blocking work off the loop)."""
+        """Build, seed and swap in a predictor for ``model`` without losing a reading.
+
+        Readings keep arriving while the new state is seeded from the readings table. The
+        batcher journals them from a point where everything accepted before is queued for the
+        database; the writer is flushed, the table read, and the journal replayed into the new
+        state on the compute thread, where the swap then happens between two batches. So every
+        reading this process accepted is in the new state once, and requests in flight finish on
+        the model they started with. (With several workers each journals its own readings; a
+        reading another worker accepted in the last moments before the seed may be missing
+        from the new state until that asset's next reading.)
+        """
+        assert self.batcher is not None
+        batcher = self.batcher
         predictor = await asyncio.to_thread(self._make_predictor, model)
-        seeded = await asyncio.to_thread(self._seed, predictor)
+        await batcher.run_in_compute_thread(batcher.start_journal)
+        try:
+            if self.writer is not None:
+                await asyncio.to_thread(self.writer.flush, 30.0)
+            seeded = await asyncio.to_thread(self._seed, predictor)
+        except BaseException:
+            await batcher.run_in_compute_thread(batcher.stop_journal)
+            raise
         previous = self.predictor
-        self.predictor = predictor  # one assignment: a batch uses whichever it read first
+
+        def catch_up_and_swap() -> int:
+            replayed = 0
+            for reading in batcher.stop_journal():
+                try:
+                    predictor.ingest(reading)
+                    replayed += 1
+                except (DuplicateReadingError, OutOfOrderReadingError):
+                    pass  # the seed already had it from the table
+                except PrognosError as exc:  # the state store is away: say so, keep going
+                    log.warning("reading not carried over to the new model: %s", exc)
+            self.predictor = predictor  # one assignment, between two batches
+            return replayed
+
+        replayed = await batcher.run_in_compute_thread(catch_up_and_swap)
         self.registry_ok, self.registry_error = True, None
         self.telemetry.set_model(model.name, model.version)
         self.audit(
             "service",
             "model_loaded",
             f"{model.name}/{model.version}",
-            {"previous": None if previous is None else previous.model_version, "seeded": seeded},
+            {
+                "previous": None if previous is None else previous.model_version,
+                "seeded": seeded,
+                "replayed": replayed,
+            },
         )
-        log.info("serving %s version %s (%d asset states seeded)", model.name, model.version,
-                 seeded)  # fmt: skip
+        log.info("serving %s version %s (%d asset states seeded, %d readings replayed)",
+                 model.name, model.version, seeded, replayed)  # fmt: skip
         del previous
         settle_heap()
 
@@ -220,6 +262,11 @@ class Runtime:
             await self.reload()
 
     # -- keys, audit, health -------------------------------------------------------------------
+
+    def _store_reading(self, reading: Mapping[str, Any], scored: Scored) -> None:
+        """Queue an accepted reading for the database (on the compute thread, see install)."""
+        if self.writer is not None:
+            self.writer.submit("reading", reading_log_row(reading, scored), normalised=True)
 
     def _verify_key(self, key: str) -> Principal | None:
         assert self.db is not None

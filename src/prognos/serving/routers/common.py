@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi.responses import JSONResponse
 
 from prognos.errors import ConfigError, SchemaError
-from prognos.features.online import time_key
 from prognos.serving.batching import NoModelError
 from prognos.serving.predictor import Prediction, Predictor
 from prognos.serving.runtime import Runtime
@@ -40,23 +38,6 @@ def check_batch_size(runtime: Runtime, items: int) -> None:
     limit = runtime.settings.max_batch
     if items > limit:
         raise ConfigError(f"{items} items exceed the batch limit of {limit}")
-
-
-def reading_row(reading: ReadingIn) -> dict[str, Any]:
-    """The ``readings`` table row, already in ``normalise_record``'s form (pydantic checked the
-    values are finite floats; ``tests/serving`` checks the form)."""
-    return {
-        "asset_id": reading.equipment_id,
-        "time": time_key(reading.time()),
-        "values": {**reading.operational_settings, **reading.sensor_readings},
-        "received_at": datetime.now(UTC),
-    }
-
-
-def log_reading(runtime: Runtime, reading: ReadingIn) -> None:
-    """Store an accepted reading (off the request path: the writer queues it)."""
-    if runtime.writer is not None:
-        runtime.writer.submit("reading", reading_row(reading), normalised=True)
 
 
 def prediction_payload(

@@ -17,7 +17,6 @@ from prognos.serving.routers.common import (
     check_batch_size,
     check_channels,
     log_prediction,
-    log_reading,
     prediction_payload,
     require_predictor,
 )
@@ -62,8 +61,6 @@ async def predict(body: ReadingIn, runtime: RuntimeDep, _: Forecaster) -> FastJS
     _raise(outcome)
     assert outcome.prediction is not None
     latency = (time.perf_counter() - start) * 1000.0
-    if not outcome.duplicate:
-        log_reading(runtime, body)
     log_prediction(runtime, outcome.prediction, latency)
     return FastJSONResponse(
         prediction_payload(outcome.prediction, predictor, latency, runtime.settings.top_features)
@@ -105,9 +102,6 @@ async def batch_predict(
             "predict", [r.as_reading() for r in items], explain=body.explain
         )
         raise_unavailable(outcomes)
-        for reading, outcome in zip(items, outcomes, strict=True):
-            if outcome.error is None and not outcome.duplicate:
-                log_reading(runtime, reading)
     latency = (time.perf_counter() - start) * 1000.0
     predictions = []
     for asset, outcome in zip(ids, outcomes, strict=True):

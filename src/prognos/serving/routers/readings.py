@@ -11,7 +11,6 @@ from prognos.serving.deps import Ingester, RuntimeDep
 from prognos.serving.routers.common import (
     check_batch_size,
     check_channels,
-    log_reading,
     require_predictor,
 )
 from prognos.serving.schemas import ReadingIn, ReadingOutcome, ReadingsIn, ReadingsOut
@@ -54,8 +53,7 @@ async def post_readings(
         elif outcome.duplicate:
             results[i] = ReadingOutcome(index=i, equipment_id=reading.equipment_id,
                                         status="duplicate")  # fmt: skip
-        else:
-            log_reading(runtime, reading)
+        else:  # the batcher queued it for the database as the state took it
             results[i] = ReadingOutcome(index=i, equipment_id=reading.equipment_id,
                                         status="accepted")  # fmt: skip
     final = [r for r in results if r is not None]
