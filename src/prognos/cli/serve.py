@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Annotated
 
 import typer
@@ -71,19 +72,31 @@ def run_server(
     os.environ["PROGNOS_MODEL_NAME"] = name
     if not auth:
         os.environ["PROGNOS_AUTH_ENABLED"] = "false"
+    metrics_dir = None
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker keeps its own counters; /metrics must add up all of them, whichever worker
+        # answers the scrape: prometheus-client's multiprocess mode, in a fresh directory.
+        metrics_dir = settings.home / "run" / f"metrics-{os.getpid()}"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     # One thread per native pool: the service's parallelism is processes and batching, and
     # OpenMP pools of XGBoost and torch in one process stall each other.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     settings.ensure_home()
     typer.echo(f"prognos serving {name}@champion on http://{host}:{port} (docs: /docs)")
-    uvicorn.run(
-        "prognos.serving.app:app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        loop="uvloop",
-        http="httptools",
-        log_level=log_level,
-        access_log=False,
-    )
+    try:
+        uvicorn.run(
+            "prognos.serving.app:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            loop="uvloop",
+            http="httptools",
+            log_level=log_level,
+            access_log=False,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)

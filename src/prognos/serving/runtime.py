@@ -150,6 +150,7 @@ class Runtime:
             self.db.dispose()
         if self._redis is not None:
             self._redis.close()
+        self.telemetry.close()
 
     # -- the model -----------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """Prometheus metrics of one service instance, in its own registry (no process-wide globals).
 
-With several uvicorn workers, set ``PROMETHEUS_MULTIPROC_DIR`` to a shared empty directory:
-``/metrics`` then aggregates every worker (prometheus-client's multiprocess mode).
+With several uvicorn workers ``prognos serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` (a fresh directory
+under the home, unless already set to a shared empty one): ``/metrics`` then adds up every worker
+(prometheus-client's multiprocess mode).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 
 class Telemetry:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._model_labels: tuple[str, str] | None = None
         r = self.registry
         self.requests = Counter(
             "prognos_api_requests", "HTTP requests", ["endpoint", "method", "status"], registry=r
@@ -67,8 +69,13 @@ class Telemetry:
         )  # fmt: skip
 
     def set_model(self, name: str, version: str) -> None:
+        # Zero the old series before dropping it: in multiprocess mode its value lives on in
+        # this worker's file, and /metrics would report two models served.
+        if self._model_labels is not None:
+            self.model.labels(*self._model_labels).set(0)
         self.model.clear()
-        self.model.labels(name=name, version=version).set(1)
+        self.model.labels(name, version).set(1)
+        self._model_labels = (name, version)
 
     def on_batch(self, items: int, seconds: float) -> None:
         self.batch_size.observe(items)
@@ -82,6 +89,11 @@ class Telemetry:
         else:
             body = generate_latest(self.registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    def close(self) -> None:
+        """At a worker's exit: its live gauges (model, dependencies) stop counting."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            prom_multiprocess.mark_process_dead(os.getpid())
 
     def record(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         """One finished request, by route template (``/assets/{asset_id}``), not raw path: one
