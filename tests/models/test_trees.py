@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from dataclasses import dataclass, replace
 from typing import Any, cast
@@ -257,3 +258,19 @@ def test_without_early_stopping_fits_all_rounds(fleets: tuple[Split, Split]) -> 
     assert member.device_ == "cpu"
     with pytest.raises(ValueError, match="device"):
         _small_gbm(device="tpu").fit(train.X, train.y)
+
+
+def test_booster_predictions_equal_the_scikit_learn_wrappers(fleets: tuple[Split, Split]) -> None:
+    """The member predicts through the boosters (faster); the numbers must be the wrapper's."""
+    train, held_out = fleets
+    member = _small_gbm(n_jobs=2).fit(train.X, train.y)  # trained on two, predicts on one
+    features = held_out.X.features.copy()
+    features[::7, ::5] = np.nan  # missing values take the same branches
+    X = replace(held_out.X, features=features)
+    wrapper_rul = np.clip(member.regressor_.predict(features), 0.0, None)
+    wrapper_proba = member.classifier_.predict_proba(features)[:, 1]
+    np.testing.assert_array_equal(member.predict_rul(X), wrapper_rul)
+    np.testing.assert_array_equal(member.predict_proba(X), wrapper_proba)
+    for model in (member.regressor_, member.classifier_):
+        config = json.loads(model.get_booster().save_config())
+        assert config["learner"]["generic_param"]["nthread"] == "1"  # one thread, as serving wants

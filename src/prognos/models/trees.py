@@ -285,6 +285,28 @@ class GradientBoostedMember(_TreeMember):
         self.feature_importances_ = self._importances()
         return self
 
+    # Prediction through the boosters: the scikit-learn wrapper saves, sets and restores
+    # XGBoost's global configuration (JSON both ways) around every call, which py-spy showed as
+    # a fifth of the service's compute thread at a few rows per call. The refit models carry no
+    # early-stopping iteration range and use NaN for missing, so the numbers are the wrapper's
+    # (tests/models/test_trees.py checks).
+
+    def predict_rul(self, X: ModelInput) -> NDArray[np.float64]:
+        """Remaining useful life per row, clipped at 0 (trees can undershoot near failure)."""
+        features = self._features(X)
+        if len(features) == 0:
+            return np.zeros(0)
+        out = self.regressor_.get_booster().inplace_predict(features)
+        return np.clip(np.asarray(out, dtype=np.float64), 0.0, None)
+
+    def predict_proba(self, X: ModelInput) -> NDArray[np.float64]:
+        """Probability of failure within H, shape (rows,)."""
+        features = self._features(X)
+        if len(features) == 0:
+            return np.zeros(0)
+        out = self.classifier_.get_booster().inplace_predict(features)
+        return np.asarray(out, dtype=np.float64)
+
     def contributions(
         self, X: ModelInput, target: Literal["failed", "rul"] = "failed"
     ) -> NDArray[np.float64]:
