@@ -40,7 +40,8 @@ Run after ``prognos demo --home H`` (model ``demo``) or ``prognos train`` (model
         --duration 60 --output bench-http.json
 
 Smoke: ``--users 20 --duration 5 --skip-peer``. Everything a run writes (readings, Locust CSVs
-and logs, server logs) is under ``--run-dir`` (default ``H/bench/http-<time>``).
+and logs, server logs, the service's log database) is under ``--run-dir`` (default
+``H/bench/http-<time>``); ``--home-database`` logs to the home's database instead.
 """
 
 from __future__ import annotations
@@ -597,6 +598,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--run-dir", type=Path, help="where logs and CSVs go [HOME/bench/...]")
     parser.add_argument("--start-timeout", type=float, default=300.0, help="server start, s")
     parser.add_argument("--drain-timeout", type=float, default=120.0, help="idle wait, s")
+    parser.add_argument(
+        "--home-database",
+        action="store_true",
+        help="log to the home's database (default: a fresh SQLite file in the run directory, "
+        "unless PROGNOS_DATABASE_URL is set)",
+    )
     args = parser.parse_args()
     try:
         args.user_counts = [int(u) for u in args.users.split(",") if u.strip()]
@@ -706,8 +713,11 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # only this process's model load
     from prognos.config import get_settings
 
-    settings = get_settings(home=args.home)
     args.run_dir.mkdir(parents=True, exist_ok=True)
+    if not args.home_database and not os.environ.get("PROGNOS_DATABASE_URL"):
+        # A fresh log database per run: figures must not depend on how many runs came before.
+        os.environ["PROGNOS_DATABASE_URL"] = f"sqlite:///{args.run_dir / 'service.db'}"
+    settings = get_settings(home=args.home)
     console.print(f"run directory (logs, Locust CSVs): {args.run_dir}", soft_wrap=True)
     readings_path = args.run_dir / "readings.json"
     with console.status(f"Loading {args.model}@champion and writing the readings"):
