@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from prognos.config import Settings
 from prognos.registry import versions
 from prognos.registry.tracking import connect
 from prognos.serving.app import create_app
@@ -48,6 +49,13 @@ def service(trained: Trained, tmp_path: Path) -> Iterator[tuple[TestClient, dict
     db.dispose()
     with TestClient(create_app(settings)) as client:
         yield client, keys
+
+
+def open_settings(trained: Trained, db_file: Path) -> Settings:
+    """The trained model served without keys, logging to ``db_file`` (SQLite)."""
+    return trained.settings(
+        model_name=trained.name, database_url=f"sqlite:///{db_file}", auth_enabled=False
+    )
 
 
 def readings(trained: Trained, asset_index: int = 0, n: int = 40) -> list[dict[str, Any]]:
@@ -247,10 +255,7 @@ def test_health_and_metrics(service: tuple[TestClient, dict[str, str]], trained:
 
 
 def test_restart_rebuilds_state_from_stored_readings(trained: Trained, tmp_path: Path) -> None:
-    settings = trained.settings(
-        model_name=trained.name, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
-        auth_enabled=False,
-    )  # fmt: skip
+    settings = open_settings(trained, tmp_path / "db.sqlite")
     rows = readings(trained, 4, 35)
     with TestClient(create_app(settings)) as client:
         for row in rows:
@@ -267,10 +272,7 @@ def test_restart_rebuilds_state_from_stored_readings(trained: Trained, tmp_path:
 
 
 def test_champion_swap_without_restart_or_failed_requests(trained: Trained, tmp_path: Path) -> None:
-    settings = trained.settings(
-        model_name=trained.name, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
-        auth_enabled=False,
-    )  # fmt: skip
+    settings = open_settings(trained, tmp_path / "db.sqlite")
     client_mlflow = connect(settings)
     current = versions.champion(client_mlflow, trained.name)
     assert current is not None
@@ -337,10 +339,7 @@ def test_without_a_champion_the_service_starts_degraded(trained: Trained, tmp_pa
 def test_the_loaded_model_is_kept_out_of_full_garbage_collections(
     trained: Trained, tmp_path: Path
 ) -> None:
-    settings = trained.settings(
-        model_name=trained.name, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
-        auth_enabled=False,
-    )  # fmt: skip
+    settings = open_settings(trained, tmp_path / "db.sqlite")
     gc.unfreeze()
     with TestClient(create_app(settings)) as client:
         runtime = client.app.state.runtime  # type: ignore[attr-defined]
@@ -354,10 +353,7 @@ def test_the_loaded_model_is_kept_out_of_full_garbage_collections(
 def test_readings_that_arrive_during_a_swap_reach_the_new_model(
     trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = trained.settings(
-        model_name=trained.name, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
-        auth_enabled=False,
-    )  # fmt: skip
+    settings = open_settings(trained, tmp_path / "db.sqlite")
     client_mlflow = connect(settings)
     current = versions.champion(client_mlflow, trained.name)
     assert current is not None
@@ -402,10 +398,7 @@ def test_readings_that_arrive_during_a_swap_reach_the_new_model(
     assert len(stored) == len(rows)  # and every reading is stored once
 
     # A service that saw the same readings with no swap in between answers the same.
-    fresh = trained.settings(
-        model_name=trained.name, database_url=f"sqlite:///{tmp_path / 'fresh.sqlite'}",
-        auth_enabled=False,
-    )  # fmt: skip
+    fresh = open_settings(trained, tmp_path / "fresh.sqlite")
     with TestClient(create_app(fresh)) as client:
         plain = [client.post("/predict", json=body_for(r)).json() for r in rows][-len(after) :]
     for a, b in zip(swapped, plain, strict=True):
