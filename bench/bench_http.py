@@ -59,6 +59,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -308,6 +309,9 @@ class Result:
     client_cpu_bound: bool = False
     drain_seconds: float = 0.0
     csv_prefix: str = ""
+    # POST /predict latency inside the service (its Prometheus histogram over the measured
+    # window): the smallest bucket bound holding 50/95/99% of the requests. Prognos only.
+    server_side: dict[str, float | None] = field(default_factory=dict)
 
 
 def _number(value: str) -> float | None:
@@ -428,6 +432,12 @@ def run_locust(
     server_before = server.cpu_seconds()
     client_before = children_cpu_seconds()
     started = time.monotonic()
+    # The service's own latency histogram, read when Locust resets its statistics (all users
+    # spawned) and at the end: how much of the client's latency is spent inside the handler.
+    histograms: list[dict[float, float] | None] = []
+    if target == "prognos":
+        timer = threading.Timer(ramp, lambda: histograms.append(predict_histogram(url)))
+        timer.start()
     what = f"{target}: {users} users, {'no think time' if closed else '1-3 s think time'}"
     with console.status(f"Locust {what}, {run_time} s (ramp {ramp} s)"):
         group = processes.start(
@@ -442,6 +452,17 @@ def run_locust(
             group.stop()
     elapsed = time.monotonic() - started
     client_cpu = children_cpu_seconds() - client_before
+    server_side: dict[str, float | None] = {}
+    if target == "prognos":
+        timer.cancel()
+        timer.join()
+        if histograms and histograms[0] is not None:
+            after = predict_histogram(url)
+            if after is not None:
+                server_side = {
+                    f"p{round(q * 100)}_at_most_ms": bucket_quantile(histograms[0], after, q)
+                    for q in (0.5, 0.95, 0.99)
+                }
     if not Path(f"{prefix}_stats.csv").exists():
         raise SystemExit(f"Locust wrote no statistics; log {group.log_path}:\n{group.tail()}")
     parsed = parse_locust(prefix)
@@ -472,15 +493,53 @@ def run_locust(
         client_cpu_bound="CPU usage" in log_text,  # Locust warns above 90%
         drain_seconds=drain,
         csv_prefix=str(prefix),
+        server_side=server_side,
     )
+    inside = ""
+    if server_side.get("p95_at_most_ms") is not None:
+        inside = (
+            f" (in the handler: p50 <= {server_side['p50_at_most_ms']:g} ms, "
+            f"p95 <= {server_side['p95_at_most_ms']:g} ms)"
+        )
     console.print(
-        f"  {label}: {result.rps:,.1f} req/s, p50 {result.p50_ms} ms, p99 {result.p99_ms} ms, "
-        f"{failures} failures {result.failures_by_kind or ''}"
+        f"  {label}: {result.rps:,.1f} req/s, p50 {result.p50_ms} ms, p95 {result.p95_ms} ms"
+        f"{inside}, p99 {result.p99_ms} ms, {failures} failures {result.failures_by_kind or ''}"
         + (f", server busy {drain:.0f} s after" if drain >= args.drain_timeout else ""),
         soft_wrap=True,
         highlight=False,
     )
     return result
+
+
+def predict_histogram(url: str) -> dict[float, float] | None:
+    """Cumulative counts of ``prognos_api_latency_seconds`` for /predict, by bucket bound (s)."""
+    try:
+        text = httpx.get(f"{url}/metrics", timeout=10.0).text
+    except httpx.HTTPError:
+        return None
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith("prognos_api_latency_seconds_bucket{") and (
+            'endpoint="/predict"' in line
+        ):
+            match = re.search(r'le="([^"]+)"', line)
+            if match:
+                buckets[float(match.group(1))] = float(line.rsplit(" ", 1)[1])
+    return buckets or None
+
+
+def bucket_quantile(
+    before: dict[float, float], after: dict[float, float], q: float
+) -> float | None:
+    """The smallest bucket bound (ms) under which at least ``q`` of the requests in between fell."""
+    bounds = sorted(after)
+    total = after[bounds[-1]] - before.get(bounds[-1], 0.0)
+    if total <= 0:
+        return None
+    for bound in bounds:
+        if after[bound] - before.get(bound, 0.0) >= q * total:
+            return bound * 1000.0
+    return None
 
 
 # ---------------------------------------------------------------------------------------- batch

@@ -20,7 +20,10 @@ from prometheus_client import (
 from prometheus_client import multiprocess as prom_multiprocess
 from starlette.responses import Response
 
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0,
+    2.5,
+)  # fmt: skip
 
 
 class Telemetry:
