@@ -82,6 +82,10 @@ def test_predict_answers_risk_rul_interval_and_why(
     assert p["risk_level"] in {"LOW", "MEDIUM", "HIGH"}
     top = out["explanation"]["top_features"]
     assert len(top) == 5
+    # The weight of the explained member in the blended probability, as the bundle learned it.
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    weight = runtime.predictor.bundle.post.proba_weights["xgboost"]
+    assert out["explanation"]["model_weight"] == pytest.approx(weight)
     sizes = [abs(f["contribution"]) for f in top]
     assert sizes == sorted(sizes, reverse=True)
     assert out["model_version"] == "1" and out["prediction_id"].startswith("pred_")

@@ -176,6 +176,9 @@ class Predictor:
         self.explainer = bundle.members.get("xgboost")
         if self.explainer is not None and not hasattr(self.explainer, "contributions"):
             self.explainer = None
+        # The explained member's share of the blended failure probability (reported with every
+        # explanation: TreeSHAP of one member describes that share of the risk, not all of it).
+        self.explainer_weight = float(bundle.post.proba_weights.get("xgboost", 0.0))
         for member in bundle.members.values():
             for model in (
                 getattr(member, "regressor_", None),

@@ -110,6 +110,12 @@ class FeatureContribution(BaseModel):
 
 class ExplanationOut(BaseModel):
     model: str = Field(description="The member explained (XGBoost: exact TreeSHAP).")
+    model_weight: float = Field(
+        ge=0.0,
+        le=1.0,
+        description="That member's weight in the ensemble's failure probability: how much of "
+        "the risk the explanation speaks for.",
+    )
     top_features: list[FeatureContribution]
     explain_url: str
 

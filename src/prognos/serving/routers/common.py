@@ -53,6 +53,7 @@ def prediction_payload(
     if p.explanation is not None:
         explanation = {
             "model": p.explanation.model,
+            "model_weight": predictor.explainer_weight,
             "top_features": [
                 {
                     "feature": c.feature,
