@@ -26,9 +26,9 @@ from .conftest import Trained
 
 
 def _same(kind: Any, row: dict[str, Any]) -> None:
-    assert normalise_record(kind, row) == row
-    # Same types too (== treats 1 and 1.0 alike; the database column types do not).
     normalised = normalise_record(kind, row)
+    assert normalised == row
+    # Same types too (== treats 1 and 1.0 alike; the database column types do not).
     for key, value in row.items():
         assert type(normalised[key]) is type(value), key
 

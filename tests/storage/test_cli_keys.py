@@ -5,29 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
 
-from prognos.cli import app
 from prognos.storage import Database, audit_events, verify_api_key
+from tests.test_cli import assert_one_line_error, run
 
 
 @pytest.fixture(autouse=True)
 def _no_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
     """The home's SQLite file, whatever the developer's environment says."""
     monkeypatch.delenv("PROGNOS_DATABASE_URL", raising=False)
-
-
-def run(*args: str | Path) -> Result:
-    return CliRunner(env={"COLUMNS": "200"}).invoke(app, [str(a) for a in args])
-
-
-def assert_one_line_error(result: Result, *needles: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    for needle in needles:
-        assert needle in lines[0]
 
 
 def test_keys_create_list_revoke(tmp_path: Path) -> None:

@@ -132,10 +132,8 @@ def test_postgres_migrations_match_the_models(postgres_url: str) -> None:
     db.dispose()
 
 
-@pytest.mark.services
-def test_concurrent_upgrades_on_postgres_are_serialised(postgres_url: str) -> None:
-    """Several workers starting at once all migrate without tripping over each other."""
-    databases = [Database(postgres_url) for _ in range(4)]
+def upgrade_at_once(databases: list[Database]) -> list[BaseException]:
+    """Run ``upgrade()`` on every handle in its own thread at once; the errors raised."""
     errors: list[BaseException] = []
 
     def upgrade(db: Database) -> None:
@@ -149,7 +147,14 @@ def test_concurrent_upgrades_on_postgres_are_serialised(postgres_url: str) -> No
         thread.start()
     for thread in threads:
         thread.join(30)
-    assert errors == []
+    return errors
+
+
+@pytest.mark.services
+def test_concurrent_upgrades_on_postgres_are_serialised(postgres_url: str) -> None:
+    """Several workers starting at once all migrate without tripping over each other."""
+    databases = [Database(postgres_url) for _ in range(4)]
+    assert upgrade_at_once(databases) == []
     assert databases[0].revision() == "0001"
     for db in databases:
         db.dispose()
@@ -157,20 +162,7 @@ def test_concurrent_upgrades_on_postgres_are_serialised(postgres_url: str) -> No
 
 def test_concurrent_upgrades_on_sqlite_are_serialised(tmp_path: Path) -> None:
     databases = [Database(f"sqlite:///{tmp_path}/prognos.db") for _ in range(4)]
-    errors: list[BaseException] = []
-
-    def upgrade(db: Database) -> None:
-        try:
-            db.upgrade()
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=upgrade, args=(db,)) for db in databases]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert errors == []
+    assert upgrade_at_once(databases) == []
     assert schema_differences(databases[0]) == []
     for db in databases:
         db.dispose()

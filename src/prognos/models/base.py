@@ -34,6 +34,16 @@ class ModelInput:
     def __len__(self) -> int:
         return int(self.features.shape[0])
 
+    def span(self, start: int, stop: int) -> ModelInput:
+        """Rows ``start:stop`` as views of these arrays (no copy, unlike :meth:`take`)."""
+        return ModelInput(
+            features=self.features[start:stop],
+            feature_names=self.feature_names,
+            sequences=self.sequences[start:stop],
+            lengths=self.lengths[start:stop],
+            groups=self.groups[start:stop],
+        )
+
     def take(self, rows: NDArray[np.intp]) -> ModelInput:
         return ModelInput(
             features=self.features[rows],

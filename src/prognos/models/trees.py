@@ -110,24 +110,35 @@ class _TreeMember(BaseEstimator):
             )
         return np.asarray(X.features, dtype=np.float64)
 
-    def predict_rul(self, X: ModelInput) -> NDArray[np.float64]:
-        """Remaining useful life per row, clipped at 0 (trees can undershoot near failure)."""
-        features = self._features(X)
+    def _raw_rul(self, features: NDArray[np.float64]) -> Any:
+        return self.regressor_.predict(features)
+
+    def _raw_proba(self, features: NDArray[np.float64]) -> Any:
+        return self.classifier_.predict_proba(features)[:, 1]
+
+    def _rul(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
         if len(features) == 0:
             return np.zeros(0)
-        return np.clip(np.asarray(self.regressor_.predict(features), dtype=np.float64), 0.0, None)
+        return np.clip(np.asarray(self._raw_rul(features), dtype=np.float64), 0.0, None)
+
+    def _proba(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
+        if len(features) == 0:
+            return np.zeros(0)
+        return np.asarray(self._raw_proba(features), dtype=np.float64)
+
+    def predict_rul(self, X: ModelInput) -> NDArray[np.float64]:
+        """Remaining useful life per row, clipped at 0 (trees can undershoot near failure)."""
+        return self._rul(self._features(X))
 
     def predict_proba(self, X: ModelInput) -> NDArray[np.float64]:
         """Probability of failure within H, shape (rows,)."""
-        features = self._features(X)
-        if len(features) == 0:
-            return np.zeros(0)
-        return np.asarray(self.classifier_.predict_proba(features)[:, 1], dtype=np.float64)
+        return self._proba(self._features(X))
 
     def predict_rul_and_proba(
         self, X: ModelInput
     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        return self.predict_rul(X), self.predict_proba(X)
+        features = self._features(X)  # checked once for both models
+        return self._rul(features), self._proba(features)
 
 
 # ---------------------------------------------------------------------------- gradient boosting
@@ -291,21 +302,11 @@ class GradientBoostedMember(_TreeMember):
     # early-stopping iteration range and use NaN for missing, so the numbers are the wrapper's
     # (tests/models/test_trees.py checks).
 
-    def predict_rul(self, X: ModelInput) -> NDArray[np.float64]:
-        """Remaining useful life per row, clipped at 0 (trees can undershoot near failure)."""
-        features = self._features(X)
-        if len(features) == 0:
-            return np.zeros(0)
-        out = self.regressor_.get_booster().inplace_predict(features)
-        return np.clip(np.asarray(out, dtype=np.float64), 0.0, None)
+    def _raw_rul(self, features: NDArray[np.float64]) -> Any:
+        return self.regressor_.get_booster().inplace_predict(features)
 
-    def predict_proba(self, X: ModelInput) -> NDArray[np.float64]:
-        """Probability of failure within H, shape (rows,)."""
-        features = self._features(X)
-        if len(features) == 0:
-            return np.zeros(0)
-        out = self.classifier_.get_booster().inplace_predict(features)
-        return np.asarray(out, dtype=np.float64)
+    def _raw_proba(self, features: NDArray[np.float64]) -> Any:
+        return self.classifier_.get_booster().inplace_predict(features)
 
     def contributions(
         self, X: ModelInput, target: Literal["failed", "rul"] = "failed"

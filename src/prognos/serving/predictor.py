@@ -25,6 +25,8 @@ from prognos.models.base import ModelInput
 from prognos.models.bundle import ModelBundle
 
 RISK_LEVELS = ("LOW", "MEDIUM", "HIGH")
+# The member whose failure classifier is explained (exact TreeSHAP, native to XGBoost).
+EXPLAINED_MEMBER = "xgboost"
 # A batch at least this large has its TreeSHAP shared between the compute and the side thread
 # (below it, one thread's share would cost more in hand-off than it saves).
 SHARE_SHAP_FROM = 16
@@ -173,12 +175,12 @@ class Predictor:
         # Channel names a request may carry (every sensor of the fleet, kept or not).
         self.sensor_names = frozenset(bundle.fleet.sensor_names)
         self.setting_names = frozenset(bundle.fleet.setting_names)
-        self.explainer = bundle.members.get("xgboost")
+        self.explainer = bundle.members.get(EXPLAINED_MEMBER)
         if self.explainer is not None and not hasattr(self.explainer, "contributions"):
             self.explainer = None
         # The explained member's share of the blended failure probability (reported with every
         # explanation: TreeSHAP of one member describes that share of the risk, not all of it).
-        self.explainer_weight = float(bundle.post.proba_weights.get("xgboost", 0.0))
+        self.explainer_weight = float(bundle.post.proba_weights.get(EXPLAINED_MEMBER, 0.0))
         for member in bundle.members.values():
             for model in (
                 getattr(member, "regressor_", None),
@@ -247,10 +249,11 @@ class Predictor:
             explanations = list(self._explain(X))
         else:
             # The side thread takes the first rows; this thread the rest after the ensemble.
-            split = len(items) if len(items) < SHARE_SHAP_FROM else (len(items) * 3) // 5
-            first = side.submit(self._explain, X.take(np.arange(split)))
+            n = len(items)
+            split = n if n < SHARE_SHAP_FROM else (n * 3) // 5
+            first = side.submit(self._explain, X if split == n else X.span(0, split))
             out = self.bundle.predict_rows(X)
-            rest = self._explain(X.take(np.arange(split, len(items)))) if split < len(items) else []
+            rest = self._explain(X.span(split, n)) if split < n else []
             explanations = [*first.result(), *rest]
         predictions = []
         for i, item in enumerate(items):
@@ -285,7 +288,7 @@ class Predictor:
             kept = [Contribution(names[j], float(values[j]), float(contributions[j])) for j in top]
             explanations.append(
                 Explanation(
-                    model="xgboost",
+                    model=EXPLAINED_MEMBER,
                     base=float(row[-1]),
                     logit=float(row.sum()),
                     contributions=kept,

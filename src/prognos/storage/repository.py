@@ -285,7 +285,12 @@ def insert_records(
     (the writer's queue), which is most of the writer thread's Python time.
     """
     prepared = {
-        kind: [dict(row) if normalised else normalise_record(kind, row) for row in rows]
+        kind: [
+            (row if isinstance(row, dict) else dict(row))
+            if normalised
+            else normalise_record(kind, row)
+            for row in rows
+        ]
         for kind, rows in records.items()
     }
     with db.begin("inserting records") as conn:
