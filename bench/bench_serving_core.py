@@ -18,6 +18,10 @@ Measured (p50/p99 over ``--repeats`` calls, after a warm-up that fills every ass
 - ``total``: ingest + score with explanation of one reading, the model work behind one
   ``POST /predict`` (HTTP, validation of the body and logging come on top); "of which" is its
   scoring part.
+- ``scorer``: the same one-reading predict as the batcher hands it to the service's scorer, in
+  this process (``LocalScorer``) and through the compute process (``ProcessScorer``, a pipe
+  round trip each way), alternated on the same readings: the difference is what the compute
+  process costs a lone request (unless ``--no-process``).
 
 Run after ``prognos demo`` (model ``demo``) or ``prognos train`` (model ``FD001``)::
 
@@ -227,6 +231,43 @@ def measure(
     }
 
 
+def measure_scorers(
+    settings: Any, loaded: Any, readings: list[dict[str, Any]], args: argparse.Namespace
+) -> dict[str, dict[str, float]]:
+    from prognos.serving.compute import ProcessScorer
+    from prognos.serving.runtime import build_predictor
+    from prognos.serving.scoring import LocalScorer
+
+    side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="explain")
+    local = LocalScorer(build_predictor(settings, loaded), side=side)
+    remote = ProcessScorer(settings, loaded.name, loaded.version)
+    try:
+        seen: dict[str, int] = {}
+        warm: list[dict[str, Any]] = []
+        live: list[dict[str, Any]] = []
+        for reading in readings:
+            count = seen.get(reading[ASSET], 0)
+            (warm if count < args.warmup else live).append(reading)
+            seen[reading[ASSET]] = count + 1
+        for start in range(0, len(warm), 500):
+            chunk = warm[start : start + 500]
+            local.process([("ingest", chunk, False)])
+            remote.process([("ingest", chunk, False)])
+        here: list[float] = []
+        there: list[float] = []
+        for reading in live[: args.repeats]:
+            work = [("predict", [reading], True)]
+            here.append(timed(lambda work=work: local.process(work)))
+            there.append(timed(lambda work=work: remote.process(work)))
+    finally:
+        remote.close()
+        side.shutdown()
+    return {
+        "scorer predict 1 + expl., this process": percentiles(here),
+        "scorer predict 1 + expl., compute process": percentiles(there),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -240,6 +281,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100, help="assets per batch call")
     parser.add_argument("--batch-repeats", type=int, default=100, help="timed batch calls")
     parser.add_argument("--output", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--no-process", action="store_true", help="skip the compute process")
     args = parser.parse_args()
 
     import torch
@@ -275,6 +317,9 @@ def main() -> None:
         console.print(f"[yellow]only {n_assets} assets: batches have {n_assets}[/]")
     with console.status("Warming up and timing"):
         results = measure(predictor, readings, args)
+    if not args.no_process:
+        with console.status("Timing the scorers (this process, compute process)"):
+            results |= measure_scorers(settings, loaded, readings, args)
 
     table = Table(title=f"{loaded.name} v{loaded.version}: serving hot path in process (no HTTP)")
     for column in ("operation", "calls", "p50", "p99", "mean"):

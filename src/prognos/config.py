@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     model_poll_seconds: float = Field(
         default=30.0, gt=0, description="How often the service checks where champion points."
     )
+    compute_process: bool = Field(
+        default=True,
+        description="Serve the model from a process of its own (its own GIL), not a thread of "
+        "the HTTP server process.",
+    )
     top_features: int = Field(default=5, ge=1, le=10, description="Contributions per response.")
 
     @property

@@ -6,9 +6,23 @@ Third-party errors are translated where they enter (``raise ... from exc``) so c
 
 from __future__ import annotations
 
+from typing import Any
+
+
+def _restore(kind: type[PrognosError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    error = kind.__new__(kind)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 class PrognosError(Exception):
     """Base of every error prognos raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross process boundaries (the service's compute process); the default pickling
+        # calls ``cls(*args)``, which breaks for subclasses with keyword-only parameters.
+        return (_restore, (type(self), self.args, dict(self.__dict__)))
 
 
 class ConfigError(PrognosError):

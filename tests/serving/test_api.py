@@ -18,6 +18,7 @@ from prognos.config import Settings
 from prognos.registry import versions
 from prognos.registry.tracking import connect
 from prognos.serving.app import create_app
+from prognos.serving.runtime import load_champion
 from prognos.serving.schemas import BatchPredictOut, PredictionOut
 from prognos.storage import repository
 from prognos.storage.database import Database, database_url
@@ -51,10 +52,13 @@ def service(trained: Trained, tmp_path: Path) -> Iterator[tuple[TestClient, dict
         yield client, keys
 
 
-def open_settings(trained: Trained, db_file: Path) -> Settings:
+def open_settings(trained: Trained, db_file: Path, **overrides: Any) -> Settings:
     """The trained model served without keys, logging to ``db_file`` (SQLite)."""
     return trained.settings(
-        model_name=trained.name, database_url=f"sqlite:///{db_file}", auth_enabled=False
+        model_name=trained.name,
+        database_url=f"sqlite:///{db_file}",
+        auth_enabled=False,
+        **overrides,
     )
 
 
@@ -83,8 +87,8 @@ def test_predict_answers_risk_rul_interval_and_why(
     top = out["explanation"]["top_features"]
     assert len(top) == 5
     # The weight of the explained member in the blended probability, as the bundle learned it.
-    runtime = client.app.state.runtime  # type: ignore[attr-defined]
-    weight = runtime.predictor.bundle.post.proba_weights["xgboost"]
+    settings = client.app.state.runtime.settings  # type: ignore[attr-defined]
+    weight = load_champion(settings, trained.name).bundle.post.proba_weights["xgboost"]
     assert out["explanation"]["model_weight"] == pytest.approx(weight)
     sizes = [abs(f["contribution"]) for f in top]
     assert sizes == sorted(sizes, reverse=True)
@@ -302,7 +306,7 @@ def test_champion_swap_without_restart_or_failed_requests(trained: Trained, tmp_
             stop.set()
             worker.join()
             versions.promote(client_mlflow, trained.name, current.version)
-        assert swapped and runtime.predictor.model_version == str(new.version)
+        assert swapped and runtime.model.version == str(new.version)
         assert client.get("/health").json()["model_version"] == str(new.version)
     assert len(statuses) > 0 and set(statuses) == {200}
 
@@ -343,21 +347,24 @@ def test_without_a_champion_the_service_starts_degraded(trained: Trained, tmp_pa
 def test_the_loaded_model_is_kept_out_of_full_garbage_collections(
     trained: Trained, tmp_path: Path
 ) -> None:
-    settings = open_settings(trained, tmp_path / "db.sqlite")
+    # In this process, to look at it (the compute process settles its heap the same way).
+    settings = open_settings(trained, tmp_path / "db.sqlite", compute_process=False)
     gc.unfreeze()
     with TestClient(create_app(settings)) as client:
         runtime = client.app.state.runtime  # type: ignore[attr-defined]
         frozen = gc.get_freeze_count()
         # The model is in the permanent generation, so full collections do not walk it.
         assert frozen > 10_000
-        assert not any(o is runtime.predictor for o in gc.get_objects(generation=2))
+        predictor = runtime.scorer.predictor
+        assert not any(o is predictor for o in gc.get_objects(generation=2))
     assert gc.get_freeze_count() == 0  # handed back at shutdown
 
 
+@pytest.mark.parametrize("compute_process", [True, False], ids=["process", "thread"])
 def test_readings_that_arrive_during_a_swap_reach_the_new_model(
-    trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compute_process: bool
 ) -> None:
-    settings = open_settings(trained, tmp_path / "db.sqlite")
+    settings = open_settings(trained, tmp_path / "db.sqlite", compute_process=compute_process)
     client_mlflow = connect(settings)
     current = versions.champion(client_mlflow, trained.name)
     assert current is not None
@@ -366,16 +373,23 @@ def test_readings_that_arrive_during_a_swap_reach_the_new_model(
     with TestClient(create_app(settings)) as client:
         runtime = client.app.state.runtime  # type: ignore[attr-defined]
         seeded, posted = threading.Event(), threading.Event()
-        real_seed = runtime._seed
+        make_scorer = runtime._make_scorer
 
-        def seed_then_wait(predictor: Any) -> int:
-            # The new state is built from the table; readings now arrive before the swap.
-            n = real_seed(predictor)
-            seeded.set()
-            assert posted.wait(30)
-            return int(n)
+        def make_then_hold(*args: Any) -> Any:
+            scorer = make_scorer(*args)
+            seed = scorer.seed
 
-        monkeypatch.setattr(runtime, "_seed", seed_then_wait)
+            def seed_then_wait() -> int:
+                # The new state is built from the table; readings now arrive before the swap.
+                n = seed()
+                seeded.set()
+                assert posted.wait(30)
+                return int(n)
+
+            scorer.seed = seed_then_wait
+            return scorer
+
+        monkeypatch.setattr(runtime, "_make_scorer", make_then_hold)
         statuses = [client.post("/predict", json=body_for(r)).status_code for r in before]
 
         def traffic() -> None:
@@ -392,7 +406,7 @@ def test_readings_that_arrive_during_a_swap_reach_the_new_model(
         finally:
             worker.join()
             versions.promote(client_mlflow, trained.name, current.version)
-        assert runtime.predictor.model_version == str(new.version)
+        assert runtime.model.version == str(new.version)
         swapped = [client.post("/predict", json=body_for(r)).json() for r in after]
         assert runtime.writer.flush(10)
         events = [e for e in repository.audit_events(runtime.db) if e["action"] == "model_loaded"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import pytest
 
 from prognos.features.online import time_key
@@ -15,7 +14,6 @@ from prognos.serving.predictor import (
     Explanation,
     Prediction,
     Predictor,
-    Scored,
     reading_log_row,
 )
 from prognos.serving.runtime import load_champion
@@ -93,7 +91,6 @@ def test_reading_log_rows_are_already_normalised(time: dict[str, Any]) -> None:
         }
     )
     reading = body.as_reading()
-    scored = Scored("engine_1", time_key(reading["time"]), np.zeros(1), np.zeros((1, 1)), 1)
-    row = reading_log_row(reading, scored)
+    row = reading_log_row(reading, "engine_1", time_key(reading["time"]))
     _same("reading", row)
     assert row["values"] == {"setting_1": -0.0007, "sensor_2": 642.5, "sensor_3": 1589.0}

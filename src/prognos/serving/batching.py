@@ -16,38 +16,24 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from prognos.errors import DuplicateReadingError, PrognosError, StateStoreError
-from prognos.serving.predictor import Prediction, Predictor, Scored
+from prognos.errors import StateStoreError
+from prognos.serving.scoring import ComputeLostError, Kind, NoModelError, Outcome, Scorer
 
-Kind = Literal["predict", "ingest", "current"]
+__all__ = ["Batcher", "Job", "NoModelError", "Outcome", "raise_unavailable"]
 
 log = logging.getLogger("prognos.serving")
 
 
-class NoModelError(PrognosError):
-    """No model is loaded (the registry was unreachable or has no champion yet)."""
-
-
 @dataclass
 class Job:
-    """One request's items: readings to ingest (and score), or assets to score as they are."""
+    """One request's items: readings to ingest (and score), or assets to score or look up."""
 
     kind: Kind
     items: Sequence[Any]
     explain: bool = True
     future: asyncio.Future[list[Outcome]] | None = None
-
-
-@dataclass
-class Outcome:
-    """What happened to one item: a prediction, an accepted reading, or the error it raised."""
-
-    prediction: Prediction | None = None
-    duplicate: bool = False
-    error: Exception | None = None
-    model_version: str | None = None
 
 
 def raise_unavailable(outcomes: Sequence[Outcome]) -> None:
@@ -58,29 +44,35 @@ def raise_unavailable(outcomes: Sequence[Outcome]) -> None:
 
 
 class Batcher:
-    """Runs jobs on one compute thread, all queued jobs of a moment as one batch."""
+    """Runs jobs on one compute thread, all queued jobs of a moment as one batch.
+
+    The thread hands each batch to the current :class:`Scorer` (in this process, or a call to the
+    compute process, which then does the work while this thread waits without the GIL).
+    """
 
     def __init__(
         self,
-        predictor: Callable[[], Predictor | None],
+        scorer: Callable[[], Scorer | None],
         *,
         max_items: int = 512,
         on_batch: Callable[[int, float], None] | None = None,
-        on_accepted: Callable[[Mapping[str, Any], Scored], None] | None = None,
+        on_accepted: Callable[[Mapping[str, Any], str, int], None] | None = None,
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
-        self._predictor = predictor
+        self._scorer = scorer
         self._max_items = max_items
         self._on_batch = on_batch
-        # Called on the compute thread for each newly accepted reading, in the order the state
-        # took them: the service queues the reading for the database here, so that "in the
-        # state" and "queued to be stored" happen together (see start_journal).
+        # Called on the compute thread for each newly accepted reading (with its asset and time
+        # keys), in the order the state took them, before the next batch: the service queues
+        # the reading for the database here, so that "in the state" and "queued to be stored"
+        # happen on one thread before anything else (see start_journal).
         self._on_accepted = on_accepted
         self._journal: list[Mapping[str, Any]] | None = None
+        # Called (on the event loop) when the scorer's compute process was found gone.
+        self._on_lost = on_lost
         self._queue: asyncio.Queue[Job] | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prognos-compute")
-        # Explanations of a batch run here while the compute thread runs the ensemble.
-        self._side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prognos-explain")
 
     async def start(self) -> None:
         self._queue = asyncio.Queue()
@@ -92,7 +84,6 @@ class Batcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self._executor.shutdown(wait=True)
-        self._side.shutdown(wait=True)
 
     async def submit(
         self, kind: Kind, items: Sequence[Any], *, explain: bool = True
@@ -134,7 +125,9 @@ class Batcher:
                 size += len(job.items)
             try:
                 results = await loop.run_in_executor(self._executor, self._process, jobs)
-            except Exception as exc:  # a bug, not a bad request: fail these jobs, keep serving
+            except Exception as exc:  # a bug, or the compute process is gone: fail these jobs
+                if isinstance(exc, ComputeLostError) and self._on_lost is not None:
+                    self._on_lost()
                 for job in jobs:
                     if job.future is not None and not job.future.done():
                         job.future.set_exception(exc)
@@ -145,65 +138,20 @@ class Batcher:
 
     def _process(self, jobs: list[Job]) -> list[list[Outcome]]:
         start = time.perf_counter()
-        predictor = self._predictor()
-        outcomes = [[Outcome() for _ in job.items] for job in jobs]
-        if predictor is None:
-            for row in outcomes:
-                for o in row:
-                    o.error = NoModelError("no model is loaded yet; see /health")
-            return outcomes
-        to_score: list[tuple[Outcome, Scored, bool]] = []
-        for job, row in zip(jobs, outcomes, strict=True):
-            if job.kind == "current":
+        scorer = self._scorer()
+        if scorer is None:
+            error = NoModelError("no model is loaded yet; see /health")
+            return [[Outcome(error=error) for _ in job.items] for job in jobs]
+        result = scorer.process([(job.kind, job.items, job.explain) for job in jobs])
+        for j, i, asset, when in result.accepted:
+            reading = jobs[j].items[i]
+            if self._journal is not None:
+                self._journal.append(reading)
+            if self._on_accepted is not None:
                 try:
-                    found: list[Scored | Exception] = list(predictor.current_many(job.items))
-                except PrognosError as exc:  # the store is away: every item of the job fails
-                    found = [exc] * len(job.items)
-                for outcome, got in zip(row, found, strict=True):
-                    outcome.model_version = predictor.model_version
-                    if isinstance(got, Exception):
-                        outcome.error = got
-                    else:
-                        to_score.append((outcome, got, job.explain))
-                continue
-            for item, outcome in zip(job.items, row, strict=True):
-                outcome.model_version = predictor.model_version
-                try:
-                    scored = self._prepare(predictor, job.kind, item, outcome)
-                except PrognosError as exc:
-                    outcome.error = exc
-                    continue
-                if scored is not None and job.kind != "ingest":
-                    to_score.append((outcome, scored, job.explain))
-        if to_score:
-            explain = any(e for _, _, e in to_score)
-            predictions = predictor.score(
-                [s for _, s, _ in to_score], explain=explain, side=self._side
-            )
-            for (outcome, _, wants), prediction in zip(to_score, predictions, strict=True):
-                if not wants:
-                    prediction.explanation = None
-                outcome.prediction = prediction
+                    self._on_accepted(reading, asset, when)
+                except Exception:  # the state has it; failing the request now would not undo that
+                    log.exception("accepted reading of %s could not be queued for storage", asset)
         if self._on_batch is not None:
             self._on_batch(sum(len(j.items) for j in jobs), time.perf_counter() - start)
-        return outcomes
-
-    def _prepare(
-        self, predictor: Predictor, kind: Kind, item: Any, outcome: Outcome
-    ) -> Scored | None:
-        reading: Mapping[str, Any] = item
-        try:
-            scored = predictor.ingest(reading)
-        except DuplicateReadingError:
-            # The same (asset, time) again: idempotent. Score the asset as it stands.
-            outcome.duplicate = True
-            return predictor.current(reading["asset_id"]) if kind == "predict" else None
-        if self._journal is not None:
-            self._journal.append(reading)
-        if self._on_accepted is not None:
-            try:
-                self._on_accepted(reading, scored)
-            except Exception:  # the state has it; failing the request now would not undo that
-                log.exception("accepted reading of %s could not be queued for storage",
-                              scored.asset_id)  # fmt: skip
-        return scored
+        return result.outcomes

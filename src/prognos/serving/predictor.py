@@ -125,14 +125,14 @@ class Prediction:
         }
 
 
-def reading_log_row(reading: Mapping[str, Any], scored: Scored) -> dict[str, Any]:
+def reading_log_row(reading: Mapping[str, Any], asset: str, time: int) -> dict[str, Any]:
     """The ``readings`` table row of an accepted reading, in ``normalise_record``'s form (tested).
 
-    ``scored`` carries the asset and time keys the state took; the other fields are the channels.
+    ``asset`` and ``time`` are the keys the state took; the other fields are the channels.
     """
     return {
-        "asset_id": scored.asset_id,
-        "time": scored.time,
+        "asset_id": asset,
+        "time": time,
         "values": {k: float(v) for k, v in reading.items() if k not in ("asset_id", "time")},
         "received_at": datetime.now(UTC),
     }

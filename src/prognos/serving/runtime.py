@@ -1,30 +1,34 @@
-"""What one service process holds: the model being served, its state store, the database writer,
-the batcher and the metrics; built in the app's lifespan, never at import.
+"""What one service process holds: the scorer of the model being served (in a compute process
+of its own by default, see ``compute``), the database writer, the batcher and the metrics; built
+in the app's lifespan, never at import.
 
 The model follows the registry's ``champion`` alias: a background task polls it and, when it
 moves, loads the new version off the event loop, seeds its online state from the stored readings
-and swaps it in with one assignment. Requests in flight finish on the model they started with.
+and swaps it in between two batches. Requests in flight finish on the model they started with.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from prognos.config import Settings
-from prognos.errors import DuplicateReadingError, OutOfOrderReadingError, PrognosError
+from prognos.errors import PrognosError
 from prognos.features.online import OnlineFeatures
 from prognos.features.stores import make_state_store
 from prognos.models.bundle import ModelBundle
 from prognos.serving.batching import Batcher
-from prognos.serving.predictor import Predictor, Scored, reading_log_row
+from prognos.serving.predictor import Predictor, reading_log_row
+from prognos.serving.scoring import LocalScorer, Scorer, ServedModel
 from prognos.serving.security import KeyCache, Principal, RateLimiter
 from prognos.serving.telemetry import Telemetry
 from prognos.storage import repository
@@ -55,25 +59,38 @@ class LoadedModel:
     version: str
 
 
-def load_champion(settings: Settings, name: str) -> LoadedModel:
-    """The champion version's bundle, loaded by its number so we know exactly what we serve."""
+def load_model(settings: Settings, name: str, version: str) -> LoadedModel:
+    """One registered version's bundle, loaded by its number so we know exactly what we serve."""
     import mlflow
 
     from prognos.registry import versions
     from prognos.registry.tracking import connect
 
-    client = connect(settings)
-    current = versions.champion(client, name)
-    if current is None:
-        raise versions.RegistryError(f"registered model {name!r} has no champion")
+    connect(settings)  # models:/ URIs resolve against MLflow's current store
     try:
-        model = mlflow.pyfunc.load_model(f"models:/{name}/{current.version}")
+        model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
     except Exception as exc:  # MLflow raises many types for a store or artifact problem
-        raise versions.RegistryError(
-            f"cannot load {name} version {current.version}: {exc}"
-        ) from exc
+        raise versions.RegistryError(f"cannot load {name} version {version}: {exc}") from exc
     bundle = model.unwrap_python_model().bundle
-    return LoadedModel(bundle=bundle, name=name, version=str(current.version))
+    return LoadedModel(bundle=bundle, name=name, version=str(version))
+
+
+def load_champion(settings: Settings, name: str) -> LoadedModel:
+    """The champion version's bundle."""
+    from prognos.registry import versions
+
+    version = champion_version(settings, name)
+    if version is None:
+        raise versions.RegistryError(f"registered model {name!r} has no champion")
+    return load_model(settings, name, version)
+
+
+def build_predictor(settings: Settings, model: LoadedModel) -> Predictor:
+    """The model with its state store (whose key namespace follows the model's feature layout
+    and scalers)."""
+    layout = OnlineFeatures(model.bundle.pipeline, window=model.bundle.window)
+    store = make_state_store(settings, decode=layout.decode_state, fingerprint=layout.fingerprint)
+    return Predictor(model.bundle, store, model_name=model.name, model_version=model.version)
 
 
 def champion_version(settings: Settings, name: str) -> str | None:
@@ -90,7 +107,8 @@ class Runtime:
     telemetry: Telemetry = field(default_factory=Telemetry)
     db: Database | None = None
     writer: RecordWriter | None = None
-    predictor: Predictor | None = None
+    scorer: Scorer | None = None
+    model: ServedModel | None = None
     batcher: Batcher | None = None
     keys: KeyCache | None = None
     limiter: RateLimiter | None = None
@@ -100,6 +118,8 @@ class Runtime:
     model_name: str | None = None
     _redis: Any = None
     _poller: asyncio.Task[None] | None = None
+    _wake: asyncio.Event | None = None
+    _side: ThreadPoolExecutor | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -124,15 +144,17 @@ class Runtime:
         self.limiter = RateLimiter(
             settings.rate_limit_per_minute, self._redis, prefix=settings.redis_namespace
         )
+        self._wake = asyncio.Event()
         self.batcher = Batcher(
-            lambda: self.predictor,
+            lambda: self.scorer,
             on_batch=self.telemetry.on_batch,
             on_accepted=self._store_reading,
+            on_lost=self._wake.set,
         )
         await self.batcher.start()
         self.model_name = model.name if model is not None else settings.model_name
         if model is not None:
-            await self.install(model)
+            await self.install(model.name, model.version, model)
         elif self.model_name is not None:
             await self.reload()
         self._poller = asyncio.create_task(self._poll(), name="prognos-model-poller")
@@ -144,6 +166,10 @@ class Runtime:
             self._poller.cancel()
         if self.batcher is not None:
             await self.batcher.stop()
+        if self.scorer is not None:
+            await asyncio.to_thread(self.scorer.close)
+        if self._side is not None:
+            self._side.shutdown(wait=True)
         if self.writer is not None:
             await asyncio.to_thread(self.writer.close, 10.0)
         if self.db is not None:
@@ -154,33 +180,26 @@ class Runtime:
 
     # -- the model -----------------------------------------------------------------------------
 
-    def _make_predictor(self, model: LoadedModel) -> Predictor:
-        # The store's key namespace depends on the model's feature layout and scalers.
-        layout = OnlineFeatures(model.bundle.pipeline, window=model.bundle.window)
-        store = make_state_store(
-            self.settings, decode=layout.decode_state, fingerprint=layout.fingerprint
+    def _make_scorer(self, name: str, version: str, model: LoadedModel | None) -> Scorer:
+        """A compute process for a registered version (the default), else the model in this
+        process (``PROGNOS_COMPUTE_PROCESS=false``, or a model handed over already loaded)."""
+        if model is None and self.settings.compute_process:
+            from prognos.serving.compute import ProcessScorer
+
+            return ProcessScorer(self.settings, name, version)
+        if model is None:
+            model = load_model(self.settings, name, version)
+        if self._side is None:
+            self._side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prognos-explain")
+        return LocalScorer(
+            build_predictor(self.settings, model), side=self._side, seed_from=self._readings
         )
-        return Predictor(model.bundle, store, model_name=model.name, model_version=model.version)
 
-    def _seed(self, predictor: Predictor) -> int:
-        """Rebuild state for assets the store does not know, from the readings table."""
-        if self.db is None:
-            return 0
-        try:
-            frame = readings_frame(self.db)
-        except PrognosError as exc:
-            log.warning("cannot seed online state from the database: %s", exc)
-            return 0
-        if frame.empty:
-            return 0
-        try:
-            return predictor.online.seed_states(frame)
-        except (PrognosError, KeyError) as exc:
-            log.warning("stored readings do not fit model %s: %s", predictor.model_version, exc)
-            return 0
+    def _readings(self) -> Any:
+        return None if self.db is None else readings_frame(self.db)
 
-    async def install(self, model: LoadedModel) -> None:
-        """Build, seed and swap in a predictor for ``model`` without losing a reading.
+    async def install(self, name: str, version: str, model: LoadedModel | None = None) -> None:
+        """Load, seed and swap in ``name``/``version`` without losing a reading.
 
         Readings keep arriving while the new state is seeded from the readings table. The
         batcher journals them from a point where everything accepted before is queued for the
@@ -193,81 +212,88 @@ class Runtime:
         """
         assert self.batcher is not None
         batcher = self.batcher
-        predictor = await asyncio.to_thread(self._make_predictor, model)
-        await batcher.run_in_compute_thread(batcher.start_journal)
+        scorer = await asyncio.to_thread(self._make_scorer, name, version, model)
         try:
-            if self.writer is not None:
-                await asyncio.to_thread(self.writer.flush, 30.0)
-            seeded = await asyncio.to_thread(self._seed, predictor)
+            await batcher.run_in_compute_thread(batcher.start_journal)
+            try:
+                if self.writer is not None:
+                    await asyncio.to_thread(self.writer.flush, 30.0)
+                seeded = await asyncio.to_thread(scorer.seed)
+            except BaseException:
+                await batcher.run_in_compute_thread(batcher.stop_journal)
+                raise
+            previous = self.scorer
+
+            def catch_up_and_swap() -> int:
+                replayed = scorer.replay(batcher.stop_journal())
+                self.scorer, self.model = scorer, scorer.model  # between two batches
+                return replayed
+
+            replayed = await batcher.run_in_compute_thread(catch_up_and_swap)
         except BaseException:
-            await batcher.run_in_compute_thread(batcher.stop_journal)
+            await asyncio.to_thread(scorer.close)
             raise
-        previous = self.predictor
-
-        def catch_up_and_swap() -> int:
-            replayed = 0
-            for reading in batcher.stop_journal():
-                try:
-                    predictor.ingest(reading)
-                    replayed += 1
-                except (DuplicateReadingError, OutOfOrderReadingError):
-                    pass  # the seed already had it from the table
-                except PrognosError as exc:  # the state store is away: say so, keep going
-                    log.warning("reading not carried over to the new model: %s", exc)
-            self.predictor = predictor  # one assignment, between two batches
-            return replayed
-
-        replayed = await batcher.run_in_compute_thread(catch_up_and_swap)
         self.registry_ok, self.registry_error = True, None
-        self.telemetry.set_model(model.name, model.version)
+        self.telemetry.set_model(name, version)
+        pid = scorer.pid
         self.audit(
             "service",
             "model_loaded",
-            f"{model.name}/{model.version}",
+            f"{name}/{version}",
             {
-                "previous": None if previous is None else previous.model_version,
+                "previous": None if previous is None else previous.model.version,
                 "seeded": seeded,
                 "replayed": replayed,
+                "compute_pid": pid,
             },
         )
-        log.info("serving %s version %s (%d asset states seeded, %d readings replayed)",
-                 model.name, model.version, seeded, replayed)  # fmt: skip
+        log.info("serving %s version %s in process %d (%d asset states seeded, %d readings "
+                 "replayed)", name, version, pid, seeded, replayed)  # fmt: skip
+        if previous is not None:
+            await asyncio.to_thread(previous.close)
         del previous
         settle_heap()
 
+    def compute_ok(self) -> bool:
+        return self.scorer is not None and self.scorer.alive
+
     async def reload(self) -> bool:
-        """Load the champion if it is not what we serve; True when a new model was installed."""
+        """Load the champion if it is not what we serve (or its compute process stopped); True
+        when a new scorer was installed."""
         name = self.model_name
         if name is None:
             return False
         try:
             version = await asyncio.to_thread(champion_version, self.settings, name)
             self.registry_ok, self.registry_error = True, None
-            if version is None and self.predictor is None:
+            if version is None and self.model is None:
                 self.registry_error = f"registered model {name!r} has no champion (yet)"
             if version is None or (
-                self.predictor is not None and self.predictor.model_version == version
+                self.model is not None and self.model.version == version and self.compute_ok()
             ):
                 return False
-            model = await asyncio.to_thread(load_champion, self.settings, name)
+            await self.install(name, version)
         except Exception as exc:  # registry away: keep serving what we have, say so in /health
             self.registry_ok, self.registry_error = False, str(exc)[:300]
-            log.warning("registry check failed: %s", exc)
+            log.warning("model check or load failed: %s", exc)
             return False
-        await self.install(model)
         return True
 
     async def _poll(self) -> None:
+        assert self._wake is not None
         while True:
-            await asyncio.sleep(self.settings.model_poll_seconds)
+            # Woken early when the compute process was lost, to start a new one at once.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.model_poll_seconds)
+            self._wake.clear()
             await self.reload()
 
     # -- keys, audit, health -------------------------------------------------------------------
 
-    def _store_reading(self, reading: Mapping[str, Any], scored: Scored) -> None:
+    def _store_reading(self, reading: Mapping[str, Any], asset: str, when: int) -> None:
         """Queue an accepted reading for the database (on the compute thread, see install)."""
         if self.writer is not None:
-            self.writer.submit("reading", reading_log_row(reading, scored), normalised=True)
+            self.writer.submit("reading", reading_log_row(reading, asset, when), normalised=True)
 
     def _verify_key(self, key: str) -> Principal | None:
         assert self.db is not None
@@ -297,30 +323,32 @@ class Runtime:
             services["database"] = "ok" if status["database"] == "ok" else "down"
             detail["log_records"] = {"queued": status["queued"], "spooled": status["spooled"]}
             self.telemetry.spooled.set(status["spooled"])
-        if self.predictor is not None:
-            store_ok = self.predictor.store.ping()
-        elif self._redis is not None:
+        if self._redis is not None:
             try:
                 store_ok = bool(self._redis.ping())
             except Exception:
                 store_ok = False
         else:
-            store_ok = True
+            store_ok = True  # in the memory of the process that serves the model
         services["state_store"] = "ok" if store_ok else "down"
         services["state_backend"] = "redis" if self.settings.redis_url is not None else "memory"
         services["registry"] = "ok" if self.registry_ok else "down"
         if self.registry_error:
             detail["registry_error"] = self.registry_error
-        for name in ("database", "state_store", "registry"):
+        services["compute"] = "ok" if self.compute_ok() else "down"
+        if self.scorer is not None:
+            services["compute_mode"] = self.scorer.mode
+        for name in ("database", "state_store", "registry", "compute"):
             self.telemetry.dependency.labels(name).set(1 if services.get(name) == "ok" else 0)
-        degraded = self.predictor is None or any(
-            services[n] != "ok" for n in ("database", "state_store", "registry")
+        model = self.model
+        degraded = model is None or any(
+            services[n] != "ok" for n in ("database", "state_store", "registry", "compute")
         )
         return {
             "status": "degraded" if degraded else "ok",
-            "model_loaded": self.predictor is not None,
-            "model_name": None if self.predictor is None else self.predictor.model_name,
-            "model_version": None if self.predictor is None else self.predictor.model_version,
+            "model_loaded": model is not None,
+            "model_name": None if model is None else model.name,
+            "model_version": None if model is None else model.version,
             "uptime_seconds": time.monotonic() - self.started,
             "services": services,
             "detail": detail,

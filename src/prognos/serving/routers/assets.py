@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from prognos.errors import NotFoundError
-from prognos.features.online import asset_key
+from prognos.serving.batching import raise_unavailable
 from prognos.serving.deps import Reader, RuntimeDep
 from prognos.serving.schemas import AssetOut, AssetsOut, AssetStateOut, AssetSummary
 from prognos.storage import repository
@@ -50,11 +50,17 @@ async def get_asset(
     """One asset's online state and its prediction history, newest first."""
     assert runtime.db is not None
     state = None
-    if runtime.predictor is not None:
-        raw = await run_in_threadpool(runtime.predictor.store.get, asset_key(asset_id))
-        if raw is not None:
+    if runtime.model is not None and runtime.batcher is not None:
+        # The state lives with the model (possibly in the compute process): ask there.
+        [outcome] = await runtime.batcher.submit("state", [asset_id])
+        raise_unavailable([outcome])
+        if outcome.error is not None:
+            raise outcome.error
+        if outcome.state is not None:
             state = AssetStateOut(
-                readings_seen=raw.count, last_time=raw.last_time, regime=raw.regime
+                readings_seen=outcome.state.readings_seen,
+                last_time=outcome.state.last_time,
+                regime=outcome.state.regime,
             )
     rows = await run_in_threadpool(repository.predictions_for_asset, runtime.db, asset_id, limit)
     if state is None and not rows:

@@ -8,30 +8,29 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 from prognos.errors import ConfigError, SchemaError
-from prognos.serving.batching import NoModelError
-from prognos.serving.predictor import Prediction, Predictor
+from prognos.serving.predictor import Prediction
 from prognos.serving.runtime import Runtime
 from prognos.serving.schemas import ReadingIn
+from prognos.serving.scoring import NoModelError, ServedModel
 
 
-def check_channels(reading: ReadingIn, predictor: Predictor) -> None:
+def check_channels(reading: ReadingIn, model: ServedModel) -> None:
     """Unknown names are refused by name: a typo must not pass as a missing optional sensor."""
-    unknown = sorted(reading.sensor_readings.keys() - predictor.sensor_names) + sorted(
-        reading.operational_settings.keys() - predictor.setting_names
+    unknown = sorted(reading.sensor_readings.keys() - model.known_sensors) + sorted(
+        reading.operational_settings.keys() - model.known_settings
     )
     if unknown:
-        fleet = predictor.bundle.fleet
         raise SchemaError(
-            f"{reading.equipment_id}: unknown channels {unknown} for fleet {fleet.name!r} "
-            f"(sensors {fleet.sensor_names[:3]}..., settings {fleet.setting_names})"
+            f"{reading.equipment_id}: unknown channels {unknown} for fleet {model.fleet_name!r} "
+            f"(sensors {list(model.sensor_names[:3])}..., settings {list(model.setting_names)})"
         )
 
 
-def require_predictor(runtime: Runtime) -> Predictor:
+def require_model(runtime: Runtime) -> ServedModel:
     """The model being served, or 503: readings and predictions need its feature pipeline."""
-    if runtime.predictor is None:
+    if runtime.model is None:
         raise NoModelError("no model is loaded yet; see /health")
-    return runtime.predictor
+    return runtime.model
 
 
 def check_batch_size(runtime: Runtime, items: int) -> None:
@@ -41,7 +40,7 @@ def check_batch_size(runtime: Runtime, items: int) -> None:
 
 
 def prediction_payload(
-    p: Prediction, predictor: Predictor, latency_ms: float, top_k: int
+    p: Prediction, model: ServedModel, latency_ms: float, top_k: int
 ) -> dict[str, Any]:
     """A :class:`PredictionOut` as plain JSON types, built directly.
 
@@ -53,7 +52,7 @@ def prediction_payload(
     if p.explanation is not None:
         explanation = {
             "model": p.explanation.model,
-            "model_weight": predictor.explainer_weight,
+            "model_weight": model.explainer_weight,
             "top_features": [
                 {
                     "feature": c.feature,
@@ -65,7 +64,6 @@ def prediction_payload(
             ],
             "explain_url": f"/explain/{p.prediction_id}",
         }
-    bundle = predictor.bundle
     return {
         "prediction_id": p.prediction_id,
         "equipment_id": p.asset_id,
@@ -77,11 +75,11 @@ def prediction_payload(
             "rul_interval": {
                 "lower": p.rul_lower,
                 "upper": p.rul_upper,
-                "coverage": bundle.post.intervals.coverage,
+                "coverage": model.coverage,
             },
             "should_inspect": p.should_inspect,
-            "alert_threshold": predictor.threshold,
-            "horizon_cycles": bundle.horizon,
+            "alert_threshold": model.threshold,
+            "horizon_cycles": model.horizon,
         },
         "explanation": explanation,
         "model_name": p.model_name,

@@ -18,7 +18,7 @@ from prognos.serving.routers.common import (
     check_channels,
     log_prediction,
     prediction_payload,
-    require_predictor,
+    require_model,
 )
 from prognos.serving.schemas import (
     BatchError,
@@ -54,8 +54,8 @@ async def predict(body: ReadingIn, runtime: RuntimeDep, _: Forecaster) -> FastJS
     idempotent and scores the asset as it stands). ``should_inspect`` is the cost-optimal alert.
     """
     start = time.perf_counter()
-    predictor = require_predictor(runtime)
-    check_channels(body, predictor)
+    model = require_model(runtime)
+    check_channels(body, model)
     assert runtime.batcher is not None
     [outcome] = await runtime.batcher.submit("predict", [body.as_reading()])
     _raise(outcome)
@@ -63,7 +63,7 @@ async def predict(body: ReadingIn, runtime: RuntimeDep, _: Forecaster) -> FastJS
     latency = (time.perf_counter() - start) * 1000.0
     log_prediction(runtime, outcome.prediction, latency)
     return FastJSONResponse(
-        prediction_payload(outcome.prediction, predictor, latency, runtime.settings.top_features)
+        prediction_payload(outcome.prediction, model, latency, runtime.settings.top_features)
     )
 
 
@@ -77,7 +77,7 @@ async def batch_predict(
     others are scored.
     """
     start = time.perf_counter()
-    predictor = require_predictor(runtime)
+    model = require_model(runtime)
     items: list[Any]
     check_batch_size(runtime, len(body.equipment_ids or body.readings or []))
     assert runtime.batcher is not None
@@ -91,7 +91,7 @@ async def batch_predict(
         ids, items = [], []
         for reading in readings:
             try:
-                check_channels(reading, predictor)
+                check_channels(reading, model)
             except PrognosError as exc:
                 errors.append(BatchError(equipment_id=reading.equipment_id,
                                          status=status_for(exc), message=str(exc)))  # fmt: skip
@@ -112,9 +112,7 @@ async def batch_predict(
         assert outcome.prediction is not None
         log_prediction(runtime, outcome.prediction, latency)
         predictions.append(
-            prediction_payload(
-                outcome.prediction, predictor, latency, runtime.settings.top_features
-            )
+            prediction_payload(outcome.prediction, model, latency, runtime.settings.top_features)
         )
     return FastJSONResponse(
         {

@@ -11,7 +11,7 @@ from prognos.serving.deps import Ingester, RuntimeDep
 from prognos.serving.routers.common import (
     check_batch_size,
     check_channels,
-    require_predictor,
+    require_model,
 )
 from prognos.serving.schemas import ReadingIn, ReadingOutcome, ReadingsIn, ReadingsOut
 
@@ -33,14 +33,14 @@ async def post_readings(
     out-of-range value is ``rejected`` with the reason. Accepted readings are stored and update
     the asset's state; the response is 422 only when none was accepted or duplicate.
     """
-    predictor = require_predictor(runtime)
+    model = require_model(runtime)
     readings = body.readings if isinstance(body, ReadingsIn) else [body]
     check_batch_size(runtime, len(readings))
     results: list[ReadingOutcome | None] = [None] * len(readings)
     valid: list[tuple[int, ReadingIn]] = []
     for i, reading in enumerate(readings):
         try:
-            check_channels(reading, predictor)
+            check_channels(reading, model)
             valid.append((i, reading))
         except PrognosError as exc:
             results[i] = _rejected(i, reading, exc)

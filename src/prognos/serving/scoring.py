@@ -1,0 +1,252 @@
+"""What runs a batch of jobs against one model and its online state: a :class:`Scorer`.
+
+:class:`LocalScorer` runs them in this process. ``compute.ProcessScorer`` runs a LocalScorer in a
+process of its own, so that model code and the HTTP event loop do not take turns on one GIL. Both
+answer the same calls with the same values (tested), and neither knows about HTTP, the database
+writer or the journal of a model swap: the batcher does that with what :meth:`Scorer.process`
+reports as accepted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from prognos.errors import (
+    DuplicateReadingError,
+    OutOfOrderReadingError,
+    PrognosError,
+)
+from prognos.features.online import asset_key
+from prognos.serving.predictor import Prediction, Predictor, Scored
+
+log = logging.getLogger("prognos.serving")
+
+Kind = Literal["predict", "ingest", "current", "state"]
+
+
+class NoModelError(PrognosError):
+    """No model is loaded (the registry was unreachable or has no champion yet)."""
+
+
+class ComputeLostError(NoModelError):
+    """The compute process stopped; the service is starting a new one."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """What the HTTP layer needs to know of the model being served (small, so it crosses
+    processes: the model itself stays with its scorer)."""
+
+    name: str
+    version: str
+    fleet_name: str
+    sensor_names: tuple[str, ...]
+    setting_names: tuple[str, ...]
+    threshold: float
+    explainer_weight: float
+    coverage: float
+    horizon: int
+    known_sensors: frozenset[str] = field(init=False, repr=False, compare=False)
+    known_settings: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "known_sensors", frozenset(self.sensor_names))
+        object.__setattr__(self, "known_settings", frozenset(self.setting_names))
+
+    @classmethod
+    def of(cls, predictor: Predictor) -> ServedModel:
+        bundle = predictor.bundle
+        return cls(
+            name=predictor.model_name,
+            version=predictor.model_version,
+            fleet_name=bundle.fleet.name,
+            sensor_names=tuple(bundle.fleet.sensor_names),
+            setting_names=tuple(bundle.fleet.setting_names),
+            threshold=predictor.threshold,
+            explainer_weight=predictor.explainer_weight,
+            coverage=float(bundle.post.intervals.coverage),
+            horizon=int(bundle.horizon),
+        )
+
+
+@dataclass(frozen=True)
+class AssetSummary:
+    """An asset's online state in brief (``GET /assets/{id}``)."""
+
+    readings_seen: int
+    last_time: int
+    regime: int
+
+
+@dataclass
+class Outcome:
+    """What happened to one item: a prediction, an accepted reading, or the error it raised."""
+
+    prediction: Prediction | None = None
+    duplicate: bool = False
+    error: Exception | None = None
+    model_version: str | None = None
+    state: AssetSummary | None = None
+
+
+# One request's work as a scorer takes it: (kind, items, explain). Items are readings (dicts) for
+# "predict" and "ingest", asset ids for "current" and "state".
+Work = tuple[Kind, Sequence[Any], bool]
+
+
+@dataclass
+class BatchResult:
+    """Outcomes per job and item, and each newly accepted reading as (job, item, asset, time) in
+    the order the state took them (the caller stores and journals those readings)."""
+
+    outcomes: list[list[Outcome]]
+    accepted: list[tuple[int, int, str, int]]
+
+
+class Scorer(Protocol):
+    model: ServedModel
+    mode: str  # "thread" (this process) or "process"
+    pid: int
+
+    @property
+    def alive(self) -> bool: ...
+
+    def process(self, work: Sequence[Work]) -> BatchResult: ...
+
+    def seed(self) -> int: ...
+
+    def replay(self, readings: Sequence[Any]) -> int: ...
+
+    def ping_store(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class LocalScorer:
+    """A :class:`Predictor` driven batch by batch. Not thread-safe: one caller thread at a time
+    (the batcher's compute thread, or the compute process's main thread)."""
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        *,
+        side: Executor | None = None,
+        seed_from: Any = None,
+    ) -> None:
+        self.predictor = predictor
+        self.model = ServedModel.of(predictor)
+        self.mode = "thread"
+        self.pid = os.getpid()
+        self.alive = True
+        self._side = side
+        # A callable returning the readings table as a DataFrame (None: nothing to seed from).
+        self._seed_from = seed_from
+
+    def process(self, work: Sequence[Work]) -> BatchResult:
+        predictor = self.predictor
+        version = predictor.model_version
+        outcomes = [[Outcome(model_version=version) for _ in items] for _, items, _ in work]
+        accepted: list[tuple[int, int, str, int]] = []
+        to_score: list[tuple[Outcome, Scored, bool]] = []
+        for j, ((kind, items, explain), row) in enumerate(zip(work, outcomes, strict=True)):
+            if kind in ("current", "state"):
+                self._read(kind, items, explain, row, to_score)
+                continue
+            for i, (item, outcome) in enumerate(zip(items, row, strict=True)):
+                try:
+                    scored = predictor.ingest(item)
+                except DuplicateReadingError:
+                    # The same (asset, time) again: idempotent. Score the asset as it stands.
+                    outcome.duplicate = True
+                    if kind == "predict":
+                        try:
+                            to_score.append((outcome, predictor.current(item["asset_id"]), explain))
+                        except PrognosError as exc:
+                            outcome.error = exc
+                    continue
+                except PrognosError as exc:
+                    outcome.error = exc
+                    continue
+                accepted.append((j, i, scored.asset_id, scored.time))
+                if kind == "predict":
+                    to_score.append((outcome, scored, explain))
+        if to_score:
+            explain = any(e for _, _, e in to_score)
+            predictions = predictor.score(
+                [s for _, s, _ in to_score], explain=explain, side=self._side
+            )
+            for (outcome, _, wants), prediction in zip(to_score, predictions, strict=True):
+                if not wants:
+                    prediction.explanation = None
+                outcome.prediction = prediction
+        return BatchResult(outcomes, accepted)
+
+    def _read(
+        self,
+        kind: Kind,
+        assets: Sequence[Any],
+        explain: bool,
+        row: list[Outcome],
+        to_score: list[tuple[Outcome, Scored, bool]],
+    ) -> None:
+        predictor = self.predictor
+        if kind == "state":
+            for asset, outcome in zip(assets, row, strict=True):
+                try:
+                    state = predictor.store.get(asset_key(asset))
+                except PrognosError as exc:
+                    outcome.error = exc
+                    continue
+                if state is not None:
+                    outcome.state = AssetSummary(state.count, state.last_time, state.regime)
+            return
+        try:
+            found: list[Scored | Exception] = list(predictor.current_many(assets))
+        except PrognosError as exc:  # the store is away: every item of the job fails
+            found = [exc] * len(assets)
+        for outcome, got in zip(row, found, strict=True):
+            if isinstance(got, Exception):
+                outcome.error = got
+            else:
+                to_score.append((outcome, got, explain))
+
+    def seed(self) -> int:
+        """Rebuild state for assets the store does not know, from the readings table."""
+        if self._seed_from is None:
+            return 0
+        try:
+            frame = self._seed_from()
+        except PrognosError as exc:
+            log.warning("cannot seed online state from the database: %s", exc)
+            return 0
+        if frame is None or frame.empty:
+            return 0
+        try:
+            return self.predictor.online.seed_states(frame)
+        except (PrognosError, KeyError) as exc:
+            log.warning("stored readings do not fit model %s: %s", self.model.version, exc)
+            return 0
+
+    def replay(self, readings: Sequence[Any]) -> int:
+        """Fold readings another model accepted into this one's state; repeats are skipped."""
+        replayed = 0
+        for reading in readings:
+            try:
+                self.predictor.ingest(reading)
+                replayed += 1
+            except (DuplicateReadingError, OutOfOrderReadingError):
+                pass  # the seed already had it from the table
+            except PrognosError as exc:  # the state store is away: say so, keep going
+                log.warning("reading not carried over to the new model: %s", exc)
+        return replayed
+
+    def ping_store(self) -> bool:
+        return self.predictor.store.ping()
+
+    def close(self) -> None:
+        pass
