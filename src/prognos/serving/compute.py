@@ -37,6 +37,18 @@ log = logging.getLogger("prognos.serving")
 
 # Loading a model (imports, unpickling, the registry) and seeding its state can take a while.
 START_TIMEOUT_S = 300.0
+# Imported once by the fork server, so that each compute process starts from them instead of
+# importing torch, XGBoost and MLflow again (seconds per process otherwise).
+PRELOAD = ["prognos.serving.compute", "prognos.serving.runtime", "torch", "xgboost", "mlflow"]
+
+
+def _context() -> multiprocessing.context.ForkServerContext:
+    """``forkserver``: children fork from a clean single-threaded server process (never from
+    this one, where torch, uvicorn and the writer run threads), with the heavy modules already
+    imported."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    return context
 
 
 class ProcessScorer:
@@ -47,7 +59,7 @@ class ProcessScorer:
     """
 
     def __init__(self, settings: Settings, name: str, version: str) -> None:
-        context = multiprocessing.get_context("spawn")  # no fork: torch and threads are running
+        context = _context()
         self._conn, child = context.Pipe(duplex=True)
         self._process = context.Process(
             target=child_main,
@@ -59,10 +71,16 @@ class ProcessScorer:
         self._lost = False
         self._process.start()
         child.close()
-        if not self._conn.poll(START_TIMEOUT_S):
+        try:
+            if not self._conn.poll(START_TIMEOUT_S):
+                raise ComputeLostError("it did not start in time")
+            status, payload = self._receive()
+        except (EOFError, OSError, ComputeLostError) as exc:
             self.close()
-            raise ComputeLostError(f"compute process for {name}/{version} did not start in time")
-        status, payload = self._receive()
+            raise ComputeLostError(
+                f"compute process for {name}/{version} failed to start "
+                f"(exit code {self._process.exitcode}): {exc or type(exc).__name__}"
+            ) from exc
         if status != "ready":
             self.close()
             raise ComputeLostError(f"compute process for {name}/{version} failed: {payload}")
