@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from prognos.errors import OutOfOrderReadingError, ReadingRejectedError, UnknownAssetError
+from prognos.serving import compute
 from prognos.serving.app import create_app
 from prognos.serving.compute import ProcessScorer
 from prognos.serving.runtime import build_predictor, load_champion
@@ -123,6 +124,24 @@ def test_a_stopped_compute_process_fails_calls_clearly(trained: Trained) -> None
         assert not scorer.alive
         with pytest.raises(ComputeLostError):
             scorer.process([("state", ["1"], False)])
+    finally:
+        scorer.close()
+
+
+def test_a_stuck_compute_process_is_killed_and_reported(
+    trained: Trained, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = trained.settings()
+    version = load_champion(settings, trained.name).version
+    scorer = ProcessScorer(settings, trained.name, version)
+    try:
+        monkeypatch.setattr(compute, "CALL_TIMEOUT_S", 1.0)
+        os.kill(scorer.pid, signal.SIGSTOP)  # alive, but it will never answer
+        started = time.monotonic()
+        with pytest.raises(ComputeLostError, match="no answer to 'process' in 1 s"):
+            scorer.process([("state", ["1"], False)])
+        assert time.monotonic() - started < 10
+        assert not scorer.alive
     finally:
         scorer.close()
 

@@ -24,6 +24,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,8 @@ log = logging.getLogger("prognos.serving")
 
 # Loading a model (imports, unpickling, the registry) and seeding its state can take a while.
 START_TIMEOUT_S = 300.0
+# A batch that takes longer than this means the process is stuck: it is replaced.
+CALL_TIMEOUT_S = 60.0
 # Imported once by the fork server, so that each compute process starts from them instead of
 # importing torch, XGBoost and MLflow again (seconds per process otherwise).
 PRELOAD = ["prognos.serving.compute", "prognos.serving.runtime", "torch", "xgboost", "mlflow"]
@@ -98,11 +101,11 @@ class ProcessScorer:
         return result
 
     def seed(self) -> int:
-        seeded: int = self._call("seed", None)
+        seeded: int = self._call("seed", None, timeout=START_TIMEOUT_S)
         return seeded
 
     def replay(self, readings: Sequence[Any]) -> int:
-        replayed: int = self._call("replay", list(readings))
+        replayed: int = self._call("replay", list(readings), timeout=START_TIMEOUT_S)
         return replayed
 
     def ping_store(self) -> bool:
@@ -124,17 +127,21 @@ class ProcessScorer:
             self._process.kill()
             self._process.join(5.0)
 
-    def _call(self, op: str, arg: Any) -> Any:
+    def _call(self, op: str, arg: Any, timeout: float | None = None) -> Any:
+        timeout = CALL_TIMEOUT_S if timeout is None else timeout
         with self._lock:
             if self._lost:
                 raise ComputeLostError("the compute process has stopped; a new one is starting")
             try:
                 self._conn.send((op, arg))
+                if not self._conn.poll(timeout):
+                    self._process.kill()
+                    raise TimeoutError(f"no answer to {op!r} in {timeout:g} s; killed it")
                 status, payload = self._receive()
-            except (EOFError, OSError) as exc:
+            except (EOFError, OSError) as exc:  # TimeoutError is an OSError
                 self._lost = True
                 raise ComputeLostError(
-                    f"the compute process stopped (exit code {self._process.exitcode}); "
+                    f"the compute process stopped ({exc or 'its pipe closed'}); "
                     "a new one is starting"
                 ) from exc
         if status == "error":
@@ -148,6 +155,8 @@ class ProcessScorer:
 
 def child_main(conn: Connection, settings: Settings, name: str, version: str) -> None:
     """The compute process: load the model, then answer calls until told to stop."""
+    # Ctrl-C reaches the whole process group; this process stops when the server closes the pipe.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s compute %(levelname)s %(message)s"
     )
