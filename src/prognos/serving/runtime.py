@@ -206,9 +206,14 @@ class Runtime:
         database; the writer is flushed, the table read, and the journal replayed into the new
         state on the compute thread, where the swap then happens between two batches. So every
         reading this process accepted is in the new state once, and requests in flight finish on
-        the model they started with. (With several workers each journals its own readings; a
-        reading another worker accepted in the last moments before the seed may be missing
-        from the new state until that asset's next reading.)
+        the model they started with.
+
+        Known gap with several workers: each polls and swaps on its own, and a worker seeding a
+        version whose states another worker already created keeps those states. Readings that
+        a worker still on the old version accepted after the first worker swapped (up to one
+        poll interval) are then missing from the new version's state of their assets, until
+        they leave its windows (and, much reduced, in its EWMAs). A shared ordered log of
+        accepted readings, from which each version's state is built, would close it.
         """
         assert self.batcher is not None
         batcher = self.batcher
