@@ -84,14 +84,29 @@ def test_seeded_states_equal_replayed_states(fitted: FeaturePipeline, fd001: pd.
     for reading in readings.to_dict("records"):
         replayed.update(reading)
     seeded = OnlineFeatures(fitted, window=50)
-    seeded.update(_reading(fd001, 0))  # asset 1 already has state: it must be left alone
-    assert seeded.seed_states(readings.sample(frac=1.0, random_state=0)) == 2
-    for asset in ("2", "3"):
-        got, want = seeded.store.get(asset), replayed.store.get(asset)
+    # Asset 1 has a state that missed stored readings (its latest is stored): rebuilt.
+    seeded.update(_reading(fd001, 0))
+    # Asset 2's state is newer than the table (a reading not stored yet): kept, never rolled back.
+    for reading in readings[readings["asset_id"] == 2].to_dict("records"):
+        seeded.update(reading)
+    newest = seeded.update({**readings[readings["asset_id"] == 2].iloc[-1].to_dict(), "time": 999})
+    # Asset 3's latest reading is not in the table, so the table may lack others: kept.
+    seeded.update({**readings[readings["asset_id"] == 3].iloc[0].to_dict(), "time": 0})
+    assert seeded.seed_states(readings.sample(frac=1.0, random_state=0)) == 1
+    got, want = seeded.store.get("1"), replayed.store.get("1")
+    assert got is not None and want is not None
+    assert got.to_bytes() == want.to_bytes()
+    ahead = seeded.store.get("2")
+    assert ahead is not None and ahead.last_time == 999
+    np.testing.assert_array_equal(seeded.current(2)[0], newest)
+    unknown_history = seeded.store.get("3")
+    assert unknown_history is not None and unknown_history.count == 1
+    fresh = OnlineFeatures(fitted, window=50)  # nothing stored yet: every asset is seeded
+    assert fresh.seed_states(readings) == 3
+    for asset in ("1", "2", "3"):
+        got, want = fresh.store.get(asset), replayed.store.get(asset)
         assert got is not None and want is not None
         assert got.to_bytes() == want.to_bytes()
-    kept = seeded.store.get("1")
-    assert kept is not None and kept.count == 1
     assert seeded.fingerprint == replayed.fingerprint
     refit = FeaturePipeline(cmapss_spec()).fit(fd001[fd001["asset_id"] <= 50])
     assert OnlineFeatures(refit, window=50).fingerprint != seeded.fingerprint

@@ -4,6 +4,7 @@ made by a TCP proxy this test controls (the shared services themselves are never
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from prognos.serving.app import create_app
+from prognos.storage import repository
 from tests.proxy import TcpProxy
 from tests.serving.conftest import Trained
 from tests.serving.test_api import body_for, readings
@@ -139,3 +141,95 @@ def test_database_outage_spools_predictions_and_loses_none(
     engine.dispose()
     assert sorted(stored) == sorted(ids) and len(ids) == 30
     assert times == [int(r["time"]) for r in rows]
+
+
+@pytest.mark.slow
+def test_a_worker_that_swaps_late_repairs_what_the_first_one_missed(
+    trained: Trained, tmp_path: Any, redis_url: str, redis_namespace: str
+) -> None:
+    """Two workers share Redis and one database; the champion moves to a model with other
+    scalers (its own state namespace). Worker A swaps first; worker B, still on the old model,
+    accepts readings A's new state never sees. When B swaps, it rebuilds that asset's new
+    state from the stored readings, so both then answer as a service that saw every reading."""
+    from prognos.data.simulator import SimulatorConfig, simulate_fleet
+    from prognos.registry import versions
+    from prognos.registry.tracking import connect
+    from prognos.training.config import TrainConfig
+    from prognos.training.flow import train
+
+    from .conftest import FAST
+
+    settings = trained.settings(
+        model_name=trained.name, auth_enabled=False, redis_url=redis_url,
+        redis_namespace=redis_namespace, database_url=f"sqlite:///{tmp_path / 'shared.db'}",
+        model_poll_seconds=3600.0,
+    )  # fmt: skip
+    registry = connect(settings)
+    current = versions.champion(registry, trained.name)
+    assert current is not None
+    rows = readings(trained, 2, 40)
+    first, gap, after = rows[:15], rows[15:24], rows[27:]
+    with TestClient(create_app(settings)) as a, TestClient(create_app(settings)) as b:
+        workers = [a.app.state.runtime, b.app.state.runtime]  # type: ignore[attr-defined]
+        for i, row in enumerate(first):
+            assert (a if i % 2 else b).post("/predict", json=body_for(row)).status_code == 200
+        other = simulate_fleet(SimulatorConfig(n_assets=24, seed=13))
+        outcome = train(other, TrainConfig.model_validate(FAST), trained.settings(),
+                        name=trained.name)  # fmt: skip
+        assert outcome.version is not None
+        versions.promote(registry, trained.name, outcome.version)
+        make_scorer = workers[1]._make_scorer
+
+        def make_then_race(*args: Any) -> Any:
+            scorer = make_scorer(*args)
+            seed = scorer.seed
+
+            def seed_then_race() -> int:
+                n = int(seed())
+                # While B seeds, B journals a reading on the old model and A, already on the
+                # new one, overtakes it: B's replay finds it behind, B seeds again.
+                assert b.post("/predict", json=body_for(rows[25])).status_code == 200
+                assert a.post("/predict", json=body_for(rows[26])).status_code == 200
+                assert workers[0].writer.flush(10)
+                scorer.seed = seed
+                return n
+
+            scorer.seed = seed_then_race
+            return scorer
+
+        workers[1]._make_scorer = make_then_race
+        try:
+            assert a.portal.call(workers[0].reload)  # type: ignore[union-attr]
+            for row in gap:  # B still serves the old model: A's new state misses these
+                assert b.post("/predict", json=body_for(row)).status_code == 200
+            assert a.post("/predict", json=body_for(rows[24])).status_code == 200
+            assert all(w.writer.flush(10) for w in workers)
+            with ThreadPoolExecutor(1) as pool:  # B's reload posts from inside its seed
+                assert pool.submit(b.portal.call, workers[1].reload).result(120)  # type: ignore[union-attr]
+            served = [
+                (a if i % 2 else b).post("/predict", json=body_for(row)).json()["prediction"]
+                for i, row in enumerate(after)
+            ]
+            assert {w.model.version for w in workers} == {str(outcome.version)}
+            assert workers[1].writer.flush(10)
+            loads = [
+                e["details"]
+                for e in repository.audit_events(workers[1].db)
+                if e["action"] == "model_loaded" and e["subject"].endswith(f"/{outcome.version}")
+            ]
+        finally:
+            versions.promote(registry, trained.name, int(current.version))
+    alone = trained.settings(
+        model_name=trained.name, auth_enabled=False, model_poll_seconds=3600.0,
+        database_url=f"sqlite:///{tmp_path / 'alone.db'}",
+    )  # fmt: skip
+    versions.promote(registry, trained.name, outcome.version)
+    try:
+        with TestClient(create_app(alone)) as c:
+            single = [c.post("/predict", json=body_for(row)).json()["prediction"] for row in rows]
+    finally:
+        versions.promote(registry, trained.name, int(current.version))
+    assert served == single[-len(served) :]
+    # A's swap seeded the asset; B's rebuilt it from the table, then again after its replay.
+    late = next(d for d in loads if d["repaired"])
+    assert (late["seeded"], late["repaired"]) == (1, 1)

@@ -266,13 +266,19 @@ class OnlineFeatures:
         return state, (self._features(state, regime), *self._sequence(state))
 
     def seed_states(self, readings: pd.DataFrame) -> int:
-        """Rebuild each asset's state from its stored history, where the store has none yet.
+        """Rebuild each asset's state from its stored history, where the store lacks some of it.
 
         Bit-identical to replaying the readings one by one (the offline path computes the same
         channels and EWMAs; the parity tests prove it), but vectorised: after a restart with the
         in-process store, or for a newly promoted model whose scalers differ, the service gets
-        its fleet's state back in one pass. Assets that already have state are left alone, so a
-        worker starting beside running ones never rolls an asset back. Returns states written.
+        its fleet's state back in one pass.
+
+        An asset that already has state keeps it, unless the stored history holds that state's
+        latest reading and more readings than the state has: then the state missed readings
+        (another worker, still on the previous model, accepted them after this model's state was
+        first built) and is rebuilt from the history. A state the history does not cover (its
+        latest reading is not stored yet) is never replaced, so no asset is rolled back.
+        Returns states written.
         """
         if readings.empty:
             return 0
@@ -298,9 +304,14 @@ class OnlineFeatures:
             )
 
             def keep_or_seed(
-                state: AssetState | None, built: AssetState = built
+                state: AssetState | None, built: AssetState = built, start: int = int(start)
             ) -> tuple[AssetState, bool]:
-                return (state, False) if state is not None else (built, True)
+                if state is None:
+                    return built, True
+                if state.count >= built.count:
+                    return state, False
+                stored = {time_key(t) for t in times[start : start + built.count]}
+                return (built, True) if state.last_time in stored else (state, False)
 
             written += int(self.store.update(asset_key(assets[last]), keep_or_seed))
         return written

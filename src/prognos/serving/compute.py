@@ -104,9 +104,9 @@ class ProcessScorer:
         seeded: int = self._call("seed", None, timeout=START_TIMEOUT_S)
         return seeded
 
-    def replay(self, readings: Sequence[Any]) -> int:
-        replayed: int = self._call("replay", list(readings), timeout=START_TIMEOUT_S)
-        return replayed
+    def replay(self, readings: Sequence[Any]) -> tuple[int, int]:
+        counts: tuple[int, int] = self._call("replay", list(readings), timeout=START_TIMEOUT_S)
+        return counts
 
     def ping_store(self) -> bool:
         try:

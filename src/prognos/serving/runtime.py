@@ -208,12 +208,12 @@ class Runtime:
         reading this process accepted is in the new state once, and requests in flight finish on
         the model they started with.
 
-        Known gap with several workers: each polls and swaps on its own, and a worker seeding a
-        version whose states another worker already created keeps those states. Readings that
-        a worker still on the old version accepted after the first worker swapped (up to one
-        poll interval) are then missing from the new version's state of their assets, until
-        they leave its windows (and, much reduced, in its EWMAs). A shared ordered log of
-        accepted readings, from which each version's state is built, would close it.
+        With several workers sharing Redis each polls and swaps on its own, so one may still
+        accept readings on the old model after another built the new model's states. The seed
+        (and, for journaled readings the other worker overtook, a second seed after the swap)
+        rebuilds such assets from the stored readings; see ``OnlineFeatures.seed_states``. What
+        stays open is a reading still in another worker's writer queue at that moment
+        (milliseconds): its asset's state is then left as it is.
         """
         assert self.batcher is not None
         batcher = self.batcher
@@ -229,15 +229,23 @@ class Runtime:
                 raise
             previous = self.scorer
 
-            def catch_up_and_swap() -> int:
-                replayed = scorer.replay(batcher.stop_journal())
+            def catch_up_and_swap() -> tuple[int, int]:
+                counts = scorer.replay(batcher.stop_journal())
                 self.scorer, self.model = scorer, scorer.model  # between two batches
-                return replayed
+                return counts
 
-            replayed = await batcher.run_in_compute_thread(catch_up_and_swap)
+            replayed, behind = await batcher.run_in_compute_thread(catch_up_and_swap)
         except BaseException:
             await asyncio.to_thread(scorer.close)
             raise
+        repaired = 0
+        if behind:
+            # Another worker sharing the store advanced these assets on the new model while
+            # this one journaled readings on the old: they are stored now, so rebuild the
+            # assets from the table (between batches: the state is not thread-safe here).
+            if self.writer is not None:
+                await asyncio.to_thread(self.writer.flush, 30.0)
+            repaired = await batcher.run_in_compute_thread(scorer.seed)
         self.registry_ok, self.registry_error = True, None
         self.telemetry.set_model(name, version)
         pid = scorer.pid
@@ -249,6 +257,7 @@ class Runtime:
                 "previous": None if previous is None else previous.model.version,
                 "seeded": seeded,
                 "replayed": replayed,
+                "repaired": repaired,
                 "compute_pid": pid,
             },
         )

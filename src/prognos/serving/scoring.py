@@ -120,7 +120,7 @@ class Scorer(Protocol):
 
     def seed(self) -> int: ...
 
-    def replay(self, readings: Sequence[Any]) -> int: ...
+    def replay(self, readings: Sequence[Any]) -> tuple[int, int]: ...
 
     def ping_store(self) -> bool: ...
 
@@ -232,18 +232,24 @@ class LocalScorer:
             log.warning("stored readings do not fit model %s: %s", self.model.version, exc)
             return 0
 
-    def replay(self, readings: Sequence[Any]) -> int:
-        """Fold readings another model accepted into this one's state; repeats are skipped."""
-        replayed = 0
+    def replay(self, readings: Sequence[Any]) -> tuple[int, int]:
+        """Fold readings another model accepted into this one's state; repeats are skipped.
+
+        Returns (replayed, behind): ``behind`` counts readings older than their asset's state
+        here, which another worker sharing the store advanced meanwhile (see ``seed``).
+        """
+        replayed = behind = 0
         for reading in readings:
             try:
                 self.predictor.ingest(reading)
                 replayed += 1
-            except (DuplicateReadingError, OutOfOrderReadingError):
+            except DuplicateReadingError:
                 pass  # the seed already had it from the table
+            except OutOfOrderReadingError:
+                behind += 1
             except PrognosError as exc:  # the state store is away: say so, keep going
                 log.warning("reading not carried over to the new model: %s", exc)
-        return replayed
+        return replayed, behind
 
     def ping_store(self) -> bool:
         return self.predictor.store.ping()
