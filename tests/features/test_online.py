@@ -112,6 +112,35 @@ def test_seeded_states_equal_replayed_states(fitted: FeaturePipeline, fd001: pd.
     assert OnlineFeatures(refit, window=50).fingerprint != seeded.fingerprint
 
 
+def test_states_seeded_from_each_assets_tail_match_its_whole_history(
+    fitted: FeaturePipeline, fd001: pd.DataFrame
+) -> None:
+    seeded = OnlineFeatures(fitted, window=50)
+    tail = seeded.seed_tail
+    lengths = fd001.groupby("asset_id").size()
+    long, short = int(lengths[lengths > tail].index[0]), int(lengths[lengths < tail].index[0])
+    readings = fd001[fd001["asset_id"].isin([long, short])]
+    replayed = OnlineFeatures(fitted, window=50)
+    for reading in readings.to_dict("records"):
+        replayed.update(reading)
+    counts = {str(a): int(n) for a, n in readings.groupby("asset_id").size().items()}
+    assert seeded.seed_states(readings.groupby("asset_id").tail(tail), counts) == 2
+    got, want = seeded.store.get(str(short)), replayed.store.get(str(short))
+    assert got is not None and want is not None
+    assert got.to_bytes() == want.to_bytes()  # no longer than the tail: exact
+    got, want = seeded.store.get(str(long)), replayed.store.get(str(long))
+    assert got is not None and want is not None
+    assert (got.count, got.head, got.last_time, got.regime) == (
+        want.count, want.head, want.last_time, want.regime,
+    )  # fmt: skip
+    np.testing.assert_array_equal(got.history, want.history)  # every window and lag exact
+    np.testing.assert_allclose(got.ewma, want.ewma, rtol=0, atol=1e-12)
+    assert not np.array_equal(got.ewma, want.ewma)  # (the EWMAs did start elsewhere)
+    np.testing.assert_allclose(seeded.current(long)[0], replayed.current(long)[0], atol=1e-12)
+    with pytest.raises(ValueError, match="seed_tail"):
+        OnlineFeatures(fitted, window=50).seed_states(readings.groupby("asset_id").tail(10), counts)
+
+
 def _reading(fd001: pd.DataFrame, row: int, **changes: object) -> dict[str, object]:
     reading = fd001.iloc[row].to_dict()
     reading["asset_id"] = int(reading["asset_id"])

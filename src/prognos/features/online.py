@@ -265,13 +265,30 @@ class OnlineFeatures:
             state.regime = regime
         return state, (self._features(state, regime), *self._sequence(state))
 
-    def seed_states(self, readings: pd.DataFrame) -> int:
+    @property
+    def seed_tail(self) -> int:
+        """Readings per asset that rebuild its state to within 1e-12 of its whole history.
+
+        The windows need ``history_length`` readings; each EWMA forgets where it started by a
+        factor (1 - alpha) per reading, so after this many readings the slowest one has kept
+        under 1e-13 of its start: under 1e-12 for channels within ten (standardised) units.
+        """
+        slowest = min(self._alphas, default=1.0)
+        forget = 0 if slowest >= 1.0 else math.ceil(math.log(1e-13) / math.log(1.0 - slowest))
+        return max(self._history_shape[0], forget + 1)
+
+    def seed_states(self, readings: pd.DataFrame, counts: Mapping[str, int] | None = None) -> int:
         """Rebuild each asset's state from its stored history, where the store lacks some of it.
 
         Bit-identical to replaying the readings one by one (the offline path computes the same
         channels and EWMAs; the parity tests prove it), but vectorised: after a restart with the
         in-process store, or for a newly promoted model whose scalers differ, the service gets
         its fleet's state back in one pass.
+
+        ``readings`` may be each asset's newest readings only (at least :attr:`seed_tail`), with
+        ``counts`` the number each asset has in all: windows, lags and age are then exact and
+        the EWMAs within 1e-12 (exact for assets with no more readings than the tail). The
+        service seeds so, keeping start-up and swaps proportional to the fleet, not its history.
 
         An asset that already has state keeps it, unless the stored history holds that state's
         latest reading and more readings than the state has: then the state missed readings
@@ -290,12 +307,18 @@ class OnlineFeatures:
         written = 0
         for start, end in zip(history.starts, history.ends, strict=True):
             n, last = int(end - start), int(end - 1)
-            head = (n - 1) % size
+            total = n if counts is None else max(n, counts[asset_key(assets[last])])
+            if n < total and n < size:
+                raise ValueError(
+                    f"{n} readings of {assets[last]!r} cannot rebuild its window of {size}: "
+                    "pass at least seed_tail readings per asset"
+                )
+            head = (total - 1) % size
             ring = np.zeros(self._history_shape)
             k = np.arange(min(n, size))
             ring[(head - k) % size] = history.channels[last - k]
             built = AssetState(
-                count=n,
+                count=total,
                 last_time=time_key(times[last]),
                 head=head,
                 history=ring,
@@ -304,13 +327,16 @@ class OnlineFeatures:
             )
 
             def keep_or_seed(
-                state: AssetState | None, built: AssetState = built, start: int = int(start)
+                state: AssetState | None,
+                built: AssetState = built,
+                start: int = int(start),
+                n: int = n,
             ) -> tuple[AssetState, bool]:
                 if state is None:
                     return built, True
                 if state.count >= built.count:
                     return state, False
-                stored = {time_key(t) for t in times[start : start + built.count]}
+                stored = {time_key(t) for t in times[start : start + n]}
                 return (built, True) if state.last_time in stored else (state, False)
 
             written += int(self.store.update(asset_key(assets[last]), keep_or_seed))

@@ -164,15 +164,15 @@ def child_main(conn: Connection, settings: Settings, name: str, version: str) ->
     try:
         from prognos.serving.runtime import build_predictor, load_model, settle_heap
         from prognos.storage.database import Database, database_url
-        from prognos.storage.history import readings_frame
+        from prognos.storage.history import reading_counts, readings_frame
 
         predictor = build_predictor(settings, load_model(settings, name, version))
         side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prognos-explain")
 
-        def table() -> Any:
+        def table(last: int) -> Any:
             db = Database(database_url(settings))
             try:
-                return readings_frame(db)
+                return readings_frame(db, last), reading_counts(db)
             finally:
                 db.dispose()
 

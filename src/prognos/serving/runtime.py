@@ -33,7 +33,7 @@ from prognos.serving.security import KeyCache, Principal, RateLimiter
 from prognos.serving.telemetry import Telemetry
 from prognos.storage import repository
 from prognos.storage.database import Database, database_url
-from prognos.storage.history import readings_frame
+from prognos.storage.history import reading_counts, readings_frame
 from prognos.storage.writer import RecordWriter
 
 log = logging.getLogger("prognos.serving")
@@ -195,8 +195,10 @@ class Runtime:
             build_predictor(self.settings, model), side=self._side, seed_from=self._readings
         )
 
-    def _readings(self) -> Any:
-        return None if self.db is None else readings_frame(self.db)
+    def _readings(self, last: int) -> Any:
+        if self.db is None:
+            return None
+        return readings_frame(self.db, last), reading_counts(self.db)
 
     async def install(self, name: str, version: str, model: LoadedModel | None = None) -> None:
         """Load, seed and swap in ``name``/``version`` without losing a reading.

@@ -144,7 +144,8 @@ class LocalScorer:
         self.pid = os.getpid()
         self.alive = True
         self._side = side
-        # A callable returning the readings table as a DataFrame (None: nothing to seed from).
+        # ``seed_from(last)``: each asset's newest ``last`` stored readings (a DataFrame) and
+        # every asset's reading count; None when there is nothing to seed from.
         self._seed_from = seed_from
 
     def process(self, work: Sequence[Work]) -> BatchResult:
@@ -219,15 +220,17 @@ class LocalScorer:
         """Rebuild state for assets the store does not know, from the readings table."""
         if self._seed_from is None:
             return 0
+        online = self.predictor.online
         try:
-            frame = self._seed_from()
+            stored = self._seed_from(online.seed_tail)
         except PrognosError as exc:
             log.warning("cannot seed online state from the database: %s", exc)
             return 0
-        if frame is None or frame.empty:
+        if stored is None or stored[0].empty:
             return 0
+        frame, counts = stored
         try:
-            return self.predictor.online.seed_states(frame)
+            return online.seed_states(frame, counts)
         except (PrognosError, KeyError) as exc:
             log.warning("stored readings do not fit model %s: %s", self.model.version, exc)
             return 0
