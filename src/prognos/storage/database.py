@@ -203,6 +203,9 @@ def _sqlite_engine(url: URL) -> Engine:
         # WAL: readers never block the writer (the API reads while the writer thread inserts).
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        # NORMAL is WAL's recommended level: no fsync per commit, never a corrupt file; a power
+        # cut (not a crash) may lose the last commits. Measured: 15-40% less time per batch.
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
     @event.listens_for(engine, "begin")
