@@ -33,7 +33,7 @@ from prognos.storage import (
     revoke_api_key,
     verify_api_key,
 )
-from prognos.storage.history import reading_counts, readings_frame
+from prognos.storage.history import readings_frame, readings_tail
 from tests.storage import T0, prediction, reading
 
 
@@ -67,14 +67,14 @@ def test_same_reading_twice_is_one_row(db: Database) -> None:
 def test_stored_history_tail_keeps_each_assets_newest_readings(db: Database) -> None:
     insert_readings(db, [reading("A1", t, values={"s2": float(t)}) for t in (5, 1, 4, 2, 3)])
     insert_readings(db, [reading("B7", t, values={"s2": -float(t)}) for t in (2, 1)])
-    tail = readings_frame(db, last=3)
+    tail, counts = readings_tail(db, last=3)
     assert list(zip(tail["asset_id"], tail["time"], strict=True)) == [
         ("A1", 3), ("A1", 4), ("A1", 5), ("B7", 1), ("B7", 2),
     ]  # fmt: skip
     assert list(tail["s2"]) == [3.0, 4.0, 5.0, -1.0, -2.0]
     whole = readings_frame(db)
     assert list(whole["time"]) == [1, 2, 3, 4, 5, 1, 2]
-    assert reading_counts(db) == {"A1": 5, "B7": 2}
+    assert counts == {"A1": 5, "B7": 2}
 
 
 def test_readings_round_trip_in_time_order(db: Database) -> None:

@@ -33,7 +33,7 @@ from prognos.serving.security import KeyCache, Principal, RateLimiter
 from prognos.serving.telemetry import Telemetry
 from prognos.storage import repository
 from prognos.storage.database import Database, database_url
-from prognos.storage.history import reading_counts, readings_frame
+from prognos.storage.history import readings_tail
 from prognos.storage.writer import RecordWriter
 
 log = logging.getLogger("prognos.serving")
@@ -198,7 +198,7 @@ class Runtime:
     def _readings(self, last: int) -> Any:
         if self.db is None:
             return None
-        return readings_frame(self.db, last), reading_counts(self.db)
+        return readings_tail(self.db, last)
 
     async def install(self, name: str, version: str, model: LoadedModel | None = None) -> None:
         """Load, seed and swap in ``name``/``version`` without losing a reading.

@@ -122,8 +122,6 @@ class Scorer(Protocol):
 
     def replay(self, readings: Sequence[Any]) -> tuple[int, int]: ...
 
-    def ping_store(self) -> bool: ...
-
     def close(self) -> None: ...
 
 
@@ -253,9 +251,6 @@ class LocalScorer:
             except PrognosError as exc:  # the state store is away: say so, keep going
                 log.warning("reading not carried over to the new model: %s", exc)
         return replayed, behind
-
-    def ping_store(self) -> bool:
-        return self.predictor.store.ping()
 
     def close(self) -> None:
         pass
