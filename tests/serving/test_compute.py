@@ -159,19 +159,33 @@ def test_the_service_replaces_a_lost_compute_process_and_keeps_the_state(
         answers = [client.post("/predict", json=body_for(r)).json() for r in rows[:-1]]
         assert all("prediction" in a for a in answers)
         first_pid = runtime.scorer.pid
+        make_scorer, failed = runtime._make_scorer, []
+
+        def fail_once(*args: Any) -> Any:  # the first new process fails to start
+            if not failed:
+                failed.append(True)
+                raise ComputeLostError("compute process for tiny/1 failed to start: test")
+            return make_scorer(*args)
+
+        runtime._make_scorer = fail_once
         os.kill(first_pid, signal.SIGKILL)
         lost = client.post("/predict", json=body_for(rows[-1]))
         assert lost.status_code == 503 and "compute process stopped" in lost.json()["detail"]
+        errors: set[str | None] = set()
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             health = client.get("/health").json()
             if health["services"]["compute"] == "ok" and runtime.scorer.pid != first_pid:
                 break
             assert health["status"] == "degraded" or runtime.scorer.pid != first_pid
+            assert health["services"]["registry"] == "ok"  # the compute process failed, not it
+            errors.add(health["detail"].get("compute_error"))
             time.sleep(0.2)
         else:
             pytest.fail("no new compute process within 120 s")
-        assert health["status"] == "ok"
+        assert health["status"] == "ok" and failed  # started on the retry (after ~5 s)
+        assert "compute_error" not in health["detail"]
+        assert "compute process for tiny/1 failed to start: test" in errors  # said so meanwhile
         # The new process rebuilt the asset's state from the stored readings: the reading the
         # lost process never answered for is accepted now, as the next one in order.
         again = client.post("/predict", json=body_for(rows[-1]))

@@ -28,7 +28,7 @@ from prognos.features.stores import make_state_store
 from prognos.models.bundle import ModelBundle
 from prognos.serving.batching import Batcher
 from prognos.serving.predictor import Predictor, reading_log_row
-from prognos.serving.scoring import LocalScorer, Scorer, ServedModel
+from prognos.serving.scoring import ComputeLostError, LocalScorer, Scorer, ServedModel
 from prognos.serving.security import KeyCache, Principal, RateLimiter
 from prognos.serving.telemetry import Telemetry
 from prognos.storage import repository
@@ -37,6 +37,9 @@ from prognos.storage.history import readings_tail
 from prognos.storage.writer import RecordWriter
 
 log = logging.getLogger("prognos.serving")
+
+# How soon a compute process that failed to start is tried again.
+COMPUTE_RETRY_SECONDS = 5.0
 
 
 def settle_heap() -> None:
@@ -115,6 +118,7 @@ class Runtime:
     started: float = field(default_factory=time.monotonic)
     registry_ok: bool = False
     registry_error: str | None = None
+    compute_error: str | None = None
     model_name: str | None = None
     _redis: Any = None
     _poller: asyncio.Task[None] | None = None
@@ -281,26 +285,40 @@ class Runtime:
             return False
         try:
             version = await asyncio.to_thread(champion_version, self.settings, name)
-            self.registry_ok, self.registry_error = True, None
-            if version is None and self.model is None:
-                self.registry_error = f"registered model {name!r} has no champion (yet)"
-            if version is None or (
-                self.model is not None and self.model.version == version and self.compute_ok()
-            ):
-                return False
-            await self.install(name, version)
         except Exception as exc:  # registry away: keep serving what we have, say so in /health
             self.registry_ok, self.registry_error = False, str(exc)[:300]
-            log.warning("model check or load failed: %s", exc)
+            log.warning("registry check failed: %s", exc)
             return False
+        self.registry_ok, self.registry_error = True, None
+        if version is None and self.model is None:
+            self.registry_error = f"registered model {name!r} has no champion (yet)"
+        if version is None or (
+            self.model is not None and self.model.version == version and self.compute_ok()
+        ):
+            return False
+        try:
+            await self.install(name, version)
+        except ComputeLostError as exc:  # the compute process did not start or died seeding
+            self.compute_error = str(exc)[:300]
+            log.warning("no compute process for %s/%s: %s", name, version, exc)
+            return False
+        except Exception as exc:  # the version could not be loaded from the registry
+            self.registry_ok, self.registry_error = False, str(exc)[:300]
+            log.warning("loading %s/%s failed: %s", name, version, exc)
+            return False
+        self.compute_error = None
         return True
 
     async def _poll(self) -> None:
         assert self._wake is not None
         while True:
-            # Woken early when the compute process was lost, to start a new one at once.
+            # Woken early when the compute process was lost, to start a new one at once; while
+            # one fails to start, tried again every few seconds rather than every poll.
+            wait = self.settings.model_poll_seconds
+            if self.compute_error is not None:
+                wait = min(wait, COMPUTE_RETRY_SECONDS)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.model_poll_seconds)
+                await asyncio.wait_for(self._wake.wait(), wait)
             self._wake.clear()
             await self.reload()
 
@@ -352,6 +370,8 @@ class Runtime:
         if self.registry_error:
             detail["registry_error"] = self.registry_error
         services["compute"] = "ok" if self.compute_ok() else "down"
+        if self.compute_error:
+            detail["compute_error"] = self.compute_error
         if self.scorer is not None:
             services["compute_mode"] = self.scorer.mode
         for name in ("database", "state_store", "registry", "compute"):
