@@ -326,7 +326,7 @@ class OnlineFeatures:
                 regime=int(history.regime[last]),
             )
 
-            def keep_or_seed(
+            def seed_or_repair(
                 state: AssetState | None,
                 built: AssetState = built,
                 start: int = int(start),
@@ -336,10 +336,10 @@ class OnlineFeatures:
                     return built, True
                 if state.count >= built.count:
                     return state, False
-                stored = {time_key(t) for t in times[start : start + n]}
-                return (built, True) if state.last_time in stored else (state, False)
+                stored = any(time_key(t) == state.last_time for t in times[start : start + n])
+                return (built, True) if stored else (state, False)
 
-            written += int(self.store.update(asset_key(assets[last]), keep_or_seed))
+            written += int(self.store.update(asset_key(assets[last]), seed_or_repair))
         return written
 
     def _sequence(self, state: AssetState) -> tuple[NDArray[np.float32], int]:

@@ -21,8 +21,6 @@ from typing import Any
 from prognos.errors import StateStoreError
 from prognos.serving.scoring import ComputeLostError, Kind, NoModelError, Outcome, Scorer
 
-__all__ = ["Batcher", "Job", "NoModelError", "Outcome", "raise_unavailable"]
-
 log = logging.getLogger("prognos.serving")
 
 

@@ -153,23 +153,14 @@ def child_main(conn: Connection, settings: Settings, name: str, version: str) ->
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s compute %(levelname)s %(message)s"
     )
-    side: ThreadPoolExecutor | None = None
     try:
         from prognos.serving.runtime import build_predictor, load_model, settle_heap
         from prognos.storage.database import Database, database_url
-        from prognos.storage.history import readings_tail
 
         predictor = build_predictor(settings, load_model(settings, name, version))
         side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prognos-explain")
-
-        def table(last: int) -> Any:
-            db = Database(database_url(settings))
-            try:
-                return readings_tail(db, last)
-            finally:
-                db.dispose()
-
-        scorer = LocalScorer(predictor, side=side, seed_from=table)
+        db = Database(database_url(settings))  # to seed state from the stored readings
+        scorer = LocalScorer(predictor, side=side, db=db)
         settle_heap()
         conn.send(("ready", scorer.model))
     except BaseException as exc:  # say why to the parent, which reports it in /health
@@ -180,6 +171,7 @@ def child_main(conn: Connection, settings: Settings, name: str, version: str) ->
         _serve(conn, scorer)
     finally:
         side.shutdown(wait=False)
+        db.dispose()
 
 
 def _serve(conn: Connection, scorer: LocalScorer) -> None:

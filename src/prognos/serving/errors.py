@@ -19,7 +19,7 @@ from prognos.errors import (
     StateStoreError,
     StorageUnavailableError,
 )
-from prognos.serving.batching import NoModelError
+from prognos.serving.scoring import NoModelError
 from prognos.serving.security import AuthError, ForbiddenError, RateLimitedError
 
 log = logging.getLogger("prognos.serving")

@@ -172,9 +172,6 @@ class Predictor:
         self.online = OnlineFeatures(bundle.pipeline, store, window=bundle.window)
         self.feature_names = list(self.online.feature_names)
         self.threshold = float(bundle.post.threshold)
-        # Channel names a request may carry (every sensor of the fleet, kept or not).
-        self.sensor_names = frozenset(bundle.fleet.sensor_names)
-        self.setting_names = frozenset(bundle.fleet.setting_names)
         self.explainer = bundle.members.get(EXPLAINED_MEMBER)
         if self.explainer is not None and not hasattr(self.explainer, "contributions"):
             self.explainer = None

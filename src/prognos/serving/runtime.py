@@ -33,7 +33,6 @@ from prognos.serving.security import KeyCache, Principal, RateLimiter
 from prognos.serving.telemetry import Telemetry
 from prognos.storage import repository
 from prognos.storage.database import Database, database_url
-from prognos.storage.history import readings_tail
 from prognos.storage.writer import RecordWriter
 
 log = logging.getLogger("prognos.serving")
@@ -195,14 +194,7 @@ class Runtime:
             model = load_model(self.settings, name, version)
         if self._side is None:
             self._side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prognos-explain")
-        return LocalScorer(
-            build_predictor(self.settings, model), side=self._side, seed_from=self._readings
-        )
-
-    def _readings(self, last: int) -> Any:
-        if self.db is None:
-            return None
-        return readings_tail(self.db, last)
+        return LocalScorer(build_predictor(self.settings, model), side=self._side, db=self.db)
 
     async def install(self, name: str, version: str, model: LoadedModel | None = None) -> None:
         """Load, seed and swap in ``name``/``version`` without losing a reading.

@@ -23,6 +23,8 @@ from prognos.errors import (
 )
 from prognos.features.online import asset_key
 from prognos.serving.predictor import Prediction, Predictor, Scored
+from prognos.storage.database import Database
+from prognos.storage.history import readings_tail
 
 log = logging.getLogger("prognos.serving")
 
@@ -134,7 +136,7 @@ class LocalScorer:
         predictor: Predictor,
         *,
         side: Executor | None = None,
-        seed_from: Any = None,
+        db: Database | None = None,
     ) -> None:
         self.predictor = predictor
         self.model = ServedModel.of(predictor)
@@ -142,9 +144,7 @@ class LocalScorer:
         self.pid = os.getpid()
         self.alive = True
         self._side = side
-        # ``seed_from(last)``: each asset's newest ``last`` stored readings (a DataFrame) and
-        # every asset's reading count; None when there is nothing to seed from.
-        self._seed_from = seed_from
+        self._db = db  # where the readings are stored, to seed state from
 
     def process(self, work: Sequence[Work]) -> BatchResult:
         predictor = self.predictor
@@ -215,18 +215,18 @@ class LocalScorer:
                 to_score.append((outcome, got, explain))
 
     def seed(self) -> int:
-        """Rebuild state for assets the store does not know, from the readings table."""
-        if self._seed_from is None:
+        """Rebuild, from the stored readings, the state of assets the store lacks or that missed
+        readings (see ``OnlineFeatures.seed_states``); returns states written."""
+        if self._db is None:
             return 0
         online = self.predictor.online
         try:
-            stored = self._seed_from(online.seed_tail)
+            frame, counts = readings_tail(self._db, online.seed_tail)
         except PrognosError as exc:
             log.warning("cannot seed online state from the database: %s", exc)
             return 0
-        if stored is None or stored[0].empty:
+        if frame.empty:
             return 0
-        frame, counts = stored
         try:
             return online.seed_states(frame, counts)
         except (PrognosError, KeyError) as exc:

@@ -11,16 +11,9 @@ from prognos.storage.database import Database
 from prognos.storage.models import Reading
 
 
-def readings_frame(db: Database) -> pd.DataFrame:
-    """Every stored reading, one row per (asset, time), channels as columns (asset then time)."""
-    stmt = select(Reading.asset_id, Reading.time, Reading.values).order_by(
-        Reading.asset_id, Reading.time
-    )
-    return _frame(_rows(db, stmt))
-
-
 def readings_tail(db: Database, last: int) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Each asset's newest ``last`` readings (as :func:`readings_frame`) and its reading count.
+    """Each asset's newest ``last`` readings, one row per (asset, time), channels as columns
+    (asset then time), and each asset's reading count.
 
     One statement with window functions, so the rows and the counts are one snapshot even while
     readings are being written, and rebuilding state costs the fleet's size, not its history's.

@@ -8,7 +8,6 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from prognos.errors import NotFoundError
-from prognos.serving.batching import raise_unavailable
 from prognos.serving.deps import Reader, RuntimeDep
 from prognos.serving.schemas import AssetOut, AssetsOut, AssetStateOut, AssetSummary
 from prognos.storage import repository
@@ -53,8 +52,7 @@ async def get_asset(
     if runtime.model is not None and runtime.batcher is not None:
         # The state lives with the model (possibly in the compute process): ask there.
         [outcome] = await runtime.batcher.submit("state", [asset_id])
-        raise_unavailable([outcome])
-        if outcome.error is not None:
+        if outcome.error is not None:  # the state store is away (503)
             raise outcome.error
         if outcome.state is not None:
             state = AssetStateOut(

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from prognos.errors import NotFoundError, PrognosError
-from prognos.serving.batching import Outcome, raise_unavailable
+from prognos.serving.batching import raise_unavailable
 from prognos.serving.deps import Forecaster, Reader, RuntimeDep
 from prognos.serving.errors import status_for
 from prognos.serving.routers.common import (
@@ -28,6 +28,7 @@ from prognos.serving.schemas import (
     PredictionOut,
     ReadingIn,
 )
+from prognos.serving.scoring import Outcome
 from prognos.storage import repository
 
 router = APIRouter(tags=["predictions"])
