@@ -167,3 +167,24 @@ def test_concurrent_upgrades_on_sqlite_are_serialised(tmp_path: Path) -> None:
     assert schema_differences(databases[0]) == []
     for db in databases:
         db.dispose()
+
+
+def test_a_new_sqlite_file_held_by_another_connection_still_becomes_wal(tmp_path: Path) -> None:
+    """SQLite refuses the switch to WAL at once while another connection writes the file (no busy
+    handler there): the engine waits for it instead of failing its first connection."""
+    import sqlite3
+
+    path = tmp_path / "prognos.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("CREATE TABLE t (x INTEGER)")
+    release = threading.Timer(0.3, holder.execute, args=("COMMIT",))
+    release.start()
+    db = Database(f"sqlite:///{path}")
+    try:
+        with db.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        release.join()
+        holder.close()
+        db.dispose()
