@@ -235,7 +235,7 @@ def measure_scorers(
     settings: Any, loaded: Any, readings: list[dict[str, Any]], args: argparse.Namespace
 ) -> dict[str, dict[str, float]]:
     from prognos.serving.compute import ProcessScorer
-    from prognos.serving.runtime import build_predictor
+    from prognos.serving.loading import build_predictor
     from prognos.serving.scoring import LocalScorer
 
     side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="explain")
@@ -286,8 +286,8 @@ def main() -> None:
 
     import torch
 
+    from prognos.serving.loading import load_champion
     from prognos.serving.predictor import Predictor
-    from prognos.serving.runtime import load_champion
 
     console = Console()
     settings = get_settings(home=args.home)

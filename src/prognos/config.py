@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(
         default=100, ge=1, description="Requests per minute per API key unless the key says."
     )
+    key_cache_offline_seconds: float = Field(
+        default=86_400.0,
+        ge=0,
+        description="How long after its last verification a key is still accepted while the "
+        "database cannot be reached (from HOME/keys/verified.json, hashes only); 0: never.",
+    )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest request body.")
     max_batch: int = Field(default=1000, ge=1, description="Most assets or readings per call.")
     model_poll_seconds: float = Field(
@@ -54,6 +60,12 @@ class Settings(BaseSettings):
         "the HTTP server process.",
     )
     top_features: int = Field(default=5, ge=1, le=10, description="Contributions per response.")
+    ack_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest a request waits for its records to be committed or spooled before "
+        "it is answered 503 (never 2xx for what is not durable).",
+    )
 
     @property
     def quarantine_dir(self) -> Path:

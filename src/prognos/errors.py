@@ -72,6 +72,13 @@ class DuplicateReadingError(ReadingRejectedError):
         super().__init__(message, reason="duplicate")
 
 
+class ConflictingReadingError(ReadingRejectedError):
+    """A reading at an already accepted (asset, time) with different values: the first stands."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="conflict")
+
+
 class OutOfOrderReadingError(ReadingRejectedError):
     """A reading older than the asset's latest accepted one."""
 
@@ -81,6 +88,15 @@ class OutOfOrderReadingError(ReadingRejectedError):
 
 class StateStoreError(PrognosError):
     """The online feature state store (e.g. Redis) is unreachable or returned garbage."""
+
+
+class StateStoreLostError(StateStoreError):
+    """The state store answers but lost the states it held (a Redis restarted empty)."""
+
+
+class StateNotReadyError(StateStoreError):
+    """Online state has not been rebuilt from the stored readings yet (the database was
+    unreachable): answering now would predict from a truncated history."""
 
 
 class StorageError(PrognosError):

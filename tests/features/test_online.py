@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from prognos.errors import (
+    ConflictingReadingError,
     DuplicateReadingError,
     OutOfOrderReadingError,
     ReadingRejectedError,
@@ -194,12 +195,53 @@ def test_state_round_trips_through_bytes(fitted: FeaturePipeline, fd001: pd.Data
         online.decode_state(state.to_bytes()[:-8])
 
 
-def test_timestamps_are_accepted_as_time(fitted: FeaturePipeline, fd001: pd.DataFrame) -> None:
-    online = OnlineFeatures(fitted)
+def test_timestamps_are_accepted_as_time(fd001: pd.DataFrame) -> None:
+    spec = cmapss_spec().model_copy(update={"time_kind": "timestamp"})
+    stamped = fd001.head(50).assign(
+        time=pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(fd001["time"].head(50), "h")
+    )
+    online = OnlineFeatures(FeaturePipeline(spec).fit(stamped))
     online.update(_reading(fd001, 0, time="2026-01-01T00:00:00Z"))
     with pytest.raises(OutOfOrderReadingError):
         online.update(_reading(fd001, 1, time="2025-12-31T23:00:00Z"))
     online.update(_reading(fd001, 1, time=pd.Timestamp("2026-01-01T01:00:00Z")))
+    with pytest.raises(ReadingRejectedError, match="counts time in timestamps") as err:
+        online.update(_reading(fd001, 2, time=3))
+    assert err.value.reason == "time_kind"
+
+
+def test_one_asset_one_time_kind(fitted: FeaturePipeline, fd001: pd.DataFrame) -> None:
+    """A cycle fleet refuses a timestamp (it would be stored as ~1.7e18 "cycles", after which
+    every real cycle is older than the latest and refused)."""
+    online = OnlineFeatures(fitted)
+    online.update(_reading(fd001, 0))
+    for stamp in ("2026-01-01T00:00:00Z", pd.Timestamp("2026-01-01", tz="UTC")):
+        with pytest.raises(ReadingRejectedError, match="counts time in cycle numbers") as err:
+            online.update(_reading(fd001, 1, time=stamp))
+        assert err.value.reason == "time_kind"
+    online.update(_reading(fd001, 1))  # the asset's cycles go on
+
+
+def test_a_different_reading_at_the_latest_time_is_a_conflict(
+    fitted: FeaturePipeline, fd001: pd.DataFrame
+) -> None:
+    online = OnlineFeatures(fitted)
+    first = _reading(fd001, 0)
+    online.update(first)
+    with pytest.raises(DuplicateReadingError):
+        online.update(dict(first))  # the same reading again: idempotent
+    changed = {**first, "sensor_2": first["sensor_2"] + 1.0}
+    with pytest.raises(ConflictingReadingError) as err:
+        online.update(changed)
+    assert err.value.reason == "conflict"
+    assert f"sensor_2: accepted {first['sensor_2']!r}, sent {changed['sensor_2']!r}" in str(
+        err.value
+    )
+    # Rebuilt from stored readings, the state still knows the latest reading's values.
+    seeded = OnlineFeatures(fitted)
+    seeded.seed_states(fd001.head(1))
+    with pytest.raises(ConflictingReadingError):
+        seeded.update(changed)
 
 
 def test_memory_store_is_atomic_under_threads() -> None:

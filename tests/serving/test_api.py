@@ -14,26 +14,15 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from prognos.config import Settings
 from prognos.registry import versions
 from prognos.registry.tracking import connect
 from prognos.serving.app import create_app
-from prognos.serving.runtime import load_champion
+from prognos.serving.loading import load_champion
 from prognos.serving.schemas import BatchPredictOut, PredictionOut
 from prognos.storage import repository
 from prognos.storage.database import Database, database_url
+from tests.helpers.serving import body_for, open_settings, readings
 from tests.serving.conftest import Trained
-
-
-def body_for(row: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    body = {
-        "equipment_id": str(row["asset_id"]),
-        "cycle": int(row["time"]),
-        "sensor_readings": {k: float(v) for k, v in row.items() if k.startswith("sensor")},
-        "operational_settings": {k: float(v) for k, v in row.items() if k.startswith("setting")},
-    }
-    body.update(changes)
-    return body
 
 
 @pytest.fixture
@@ -50,22 +39,6 @@ def service(trained: Trained, tmp_path: Path) -> Iterator[tuple[TestClient, dict
     db.dispose()
     with TestClient(create_app(settings)) as client:
         yield client, keys
-
-
-def open_settings(trained: Trained, db_file: Path, **overrides: Any) -> Settings:
-    """The trained model served without keys, logging to ``db_file`` (SQLite)."""
-    return trained.settings(
-        model_name=trained.name,
-        database_url=f"sqlite:///{db_file}",
-        auth_enabled=False,
-        **overrides,
-    )
-
-
-def readings(trained: Trained, asset_index: int = 0, n: int = 40) -> list[dict[str, Any]]:
-    fleet = trained.fleet
-    asset = fleet["asset_id"].unique()[asset_index]
-    return fleet[fleet["asset_id"] == asset].head(n).to_dict("records")
 
 
 def test_predict_answers_risk_rul_interval_and_why(
@@ -163,19 +136,49 @@ def test_readings_are_idempotent_and_order_is_enforced(
     again = client.post("/readings", json=batch, headers=headers).json()
     assert again["accepted"] == 0 and again["rejected"] == 5 and again["duplicates"] == 1
     old = client.post("/readings", json=body_for(rows[2]), headers=headers)
-    assert old.status_code == 422
+    assert old.status_code == 409  # it clashes with what is stored
     result = old.json()["results"][0]
     assert result["reason"] == "out_of_order" and "older than the latest" in result["message"]
     mixed = {"readings": [body_for(rows[6]), body_for(rows[7], sensor_readings={})]}
     out = client.post("/readings", json=mixed, headers=headers).json()
     assert out["accepted"] == 1 and out["rejected"] == 1
     assert "lacks fields" in out["results"][1]["message"]
+    # The latest time again with other values: a conflict naming both; the first one stands.
+    sent = body_for(rows[6])
+    name, value = next(iter(sent["sensor_readings"].items()))
+    sent["sensor_readings"][name] = value + 1.0
+    clash = client.post("/readings", json=sent, headers=headers)
+    assert clash.status_code == 409, clash.text
+    result = clash.json()["results"][0]
+    assert result["reason"] == "conflict"
+    assert f"{name}: accepted {value!r}, sent {value + 1.0!r}" in result["message"]
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
     assert runtime.writer.flush(10)
     stored = repository.readings_for_asset(runtime.db, str(rows[0]["asset_id"]), 100)
     assert [r["time"] for r in stored] == [int(r["time"]) for r in rows[:7]]
     state = client.get(f"/assets/{rows[0]['asset_id']}", headers={"X-API-Key": keys["read"]})
     assert state.json()["state"]["readings_seen"] == 7
+
+
+def test_a_resent_reading_gets_the_same_prediction_logged_once(
+    service: tuple[TestClient, dict[str, str]], trained: Trained
+) -> None:
+    client, keys = service
+    headers = {"X-API-Key": keys["admin"]}
+    rows = readings(trained, 5, 2)
+    answers = [client.post("/predict", json=body_for(r), headers=headers).json() for r in rows]
+    again = client.post("/predict", json=body_for(rows[1]), headers=headers)
+    assert again.status_code == 200, again.text
+    assert again.json()["prediction_id"] == answers[1]["prediction_id"]
+    assert again.json()["prediction"] == answers[1]["prediction"]
+    changed = body_for(rows[1])
+    changed["sensor_readings"] = {k: v + 1.0 for k, v in changed["sensor_readings"].items()}
+    clash = client.post("/predict", json=changed, headers=headers)
+    assert clash.status_code == 409 and clash.json()["reason"] == "conflict"
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    assert runtime.writer.flush(10)
+    logged = repository.predictions_for_asset(runtime.db, str(rows[0]["asset_id"]), 10)
+    assert sorted(p["id"] for p in logged) == sorted(a["prediction_id"] for a in answers)
 
 
 def test_bad_requests_get_clear_422s_and_413(

@@ -17,20 +17,27 @@ from prognos.errors import OutOfOrderReadingError, ReadingRejectedError, Unknown
 from prognos.serving import compute
 from prognos.serving.app import create_app
 from prognos.serving.compute import ProcessScorer
-from prognos.serving.runtime import build_predictor, load_champion
+from prognos.serving.loading import build_predictor, load_champion
 from prognos.serving.scoring import ComputeLostError, LocalScorer, Work
-from tests.serving.test_api import body_for, open_settings, readings
+from prognos.storage.database import Database
+from tests.helpers.serving import body_for, open_settings, readings
 
 from .conftest import Trained
 
 
 @pytest.fixture(scope="module")
-def scorers(trained: Trained) -> Iterator[tuple[LocalScorer, ProcessScorer]]:
-    settings = trained.settings()
+def scorers(
+    trained: Trained, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[LocalScorer, ProcessScorer]]:
+    empty = tmp_path_factory.mktemp("compute") / "empty.db"
+    settings = trained.settings(database_url=f"sqlite:///{empty}")
+    Database(f"sqlite:///{empty}").upgrade()
     loaded = load_champion(settings, trained.name)
     local = LocalScorer(build_predictor(settings, loaded))
     remote = ProcessScorer(settings, trained.name, loaded.version)
+    assert not remote.ready  # it answers only once its state is rebuilt from the table
     try:
+        assert remote.seed() == 0 and remote.ready  # an empty table: nothing to rebuild
         yield local, remote
     finally:
         remote.close()

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from prognos.features.online import time_key
+from prognos.serving.loading import load_champion
 from prognos.serving.predictor import (
     Contribution,
     Explanation,
@@ -16,7 +17,6 @@ from prognos.serving.predictor import (
     Predictor,
     reading_log_row,
 )
-from prognos.serving.runtime import load_champion
 from prognos.serving.schemas import ReadingIn
 from prognos.storage.repository import normalise_record
 

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from prognos.serving.loading import load_champion
 from prognos.serving.predictor import SHARE_SHAP_FROM, Predictor, Scored
-from prognos.serving.runtime import load_champion
 
 from .conftest import Trained
 

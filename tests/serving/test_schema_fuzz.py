@@ -15,8 +15,8 @@ import uvicorn
 from hypothesis import HealthCheck, given, settings
 
 from prognos.serving.app import create_app
+from tests.helpers.serving import body_for, readings
 from tests.serving.conftest import Trained
-from tests.serving.test_api import body_for, readings
 
 
 def _free_port() -> int:

@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 
 from prognos.serving.app import create_app
 from prognos.storage import repository
+from tests.helpers.serving import body_for, readings
 from tests.proxy import TcpProxy
 from tests.serving.conftest import Trained
-from tests.serving.test_api import body_for, readings
 
 pytestmark = pytest.mark.services
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers.serving import body_for, readings
 from tests.serving.conftest import Trained
-from tests.serving.test_api import body_for, readings
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 

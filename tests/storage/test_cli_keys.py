@@ -50,6 +50,7 @@ def test_keys_create_list_revoke(tmp_path: Path) -> None:
 
     revoked = run("keys", "revoke", "dashboard", "--home", home)
     assert revoked.exit_code == 0, revoked.output
+    assert "running services refuse it within 2 s" in revoked.stdout  # the bound, stated
     assert verify_api_key(db, key) is None
     assert "revoked" in run("keys", "list", "--home", home).stdout
     actions = {(e["action"], e["subject"]) for e in audit_events(db)}
@@ -79,6 +80,6 @@ def test_db_upgrade(tmp_path: Path) -> None:
     home = tmp_path / "home"
     result = run("db", "upgrade", "--home", home)
     assert result.exit_code == 0, result.output
-    assert "0001" in result.stdout
+    assert "0002" in result.stdout
     assert (home / "prognos.db").exists()
     assert run("db", "upgrade", "--home", home).exit_code == 0  # idempotent

@@ -5,20 +5,24 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from prognos.config import get_settings
 from prognos.errors import ConfigError, StorageError, StorageUnavailableError
 from prognos.storage import Database, database_url, insert_predictions
+from prognos.storage.database import alembic_config
 from prognos.storage.models import Base
 from tests.storage import prediction
 
 TABLES = {"readings", "predictions", "feedback", "api_keys", "audit_log"}
+HEAD = "0002"  # the newest migration
 
 
 def closed_port() -> int:
@@ -106,7 +110,7 @@ def test_sqlite_migrations_match_the_models(tmp_path: Path) -> None:
     assert db.revision() is None
     db.upgrade()
     db.upgrade()  # a second run is a no-op
-    assert db.revision() == "0001"
+    assert db.revision() == HEAD
     assert set(sa.inspect(db.engine).get_table_names()) >= TABLES
     assert schema_differences(db) == []
     db.dispose()
@@ -127,9 +131,47 @@ def test_comparison_would_notice_a_drift(tmp_path: Path) -> None:
 def test_postgres_migrations_match_the_models(postgres_url: str) -> None:
     db = Database(postgres_url)
     db.upgrade()
-    assert db.revision() == "0001"
+    assert db.revision() == HEAD
     assert set(sa.inspect(db.engine).get_table_names()) >= TABLES
     assert schema_differences(db) == []
+    db.dispose()
+
+
+def _upgrade_from_0001_keeps_feedback(db: Database) -> None:
+    """A database at 0001 with a feedback row: ``upgrade()`` brings it to the head, the row
+    intact with a null ``failure_cycle``, and the schema equal to the models."""
+    db.upgrade("0001")
+    assert db.revision() == "0001"
+    with db.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO feedback (id, asset_id, failure_occurred, created_at) "
+                "VALUES ('fb_old', 'A1', :yes, :at)"
+            ),
+            {"yes": True, "at": datetime(2025, 1, 1, tzinfo=UTC)},
+        )
+    db.upgrade()
+    assert db.revision() == HEAD
+    assert schema_differences(db) == []
+    with db.engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT id, failure_cycle FROM feedback")).one()
+    assert tuple(row) == ("fb_old", None)
+    with db.engine.begin() as conn:  # and back: the downgrade drops the column again
+        command.downgrade(alembic_config(conn), "0001")
+    columns = {c["name"] for c in sa.inspect(db.engine).get_columns("feedback")}
+    assert "failure_cycle" not in columns and "asset_id" in columns
+
+
+def test_sqlite_upgrade_from_0001(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path}/prognos.db")
+    _upgrade_from_0001_keeps_feedback(db)
+    db.dispose()
+
+
+@pytest.mark.services
+def test_postgres_upgrade_from_0001(postgres_url: str) -> None:
+    db = Database(postgres_url)
+    _upgrade_from_0001_keeps_feedback(db)
     db.dispose()
 
 
@@ -156,7 +198,7 @@ def test_concurrent_upgrades_on_postgres_are_serialised(postgres_url: str) -> No
     """Several workers starting at once all migrate without tripping over each other."""
     databases = [Database(postgres_url) for _ in range(4)]
     assert upgrade_at_once(databases) == []
-    assert databases[0].revision() == "0001"
+    assert databases[0].revision() == HEAD
     for db in databases:
         db.dispose()
 

@@ -235,6 +235,37 @@ def test_feedback_labels_of_nothing_has_the_columns(db: Database) -> None:
     assert {"asset_id", "prediction_id", "predicted_rul", "failure_occurred"} <= set(labels)
 
 
+def test_feedback_keeps_the_failure_cycle(db: Database) -> None:
+    """A cycle past 2**31 on purpose: the column is a BIGINT, like the readings' time."""
+    insert_feedback(
+        db,
+        [
+            {"asset_id": "A1", "failure_occurred": True, "failure_cycle": 2**40},
+            {"asset_id": "A2", "failure_occurred": False, "created_at": T0},
+        ],
+    )
+    labels = feedback_labels(db).set_index("asset_id")
+    assert labels.loc["A1", "failure_cycle"] == 2**40
+    assert pd.isna(labels.loc["A2", "failure_cycle"])
+    assert str(labels["failure_cycle"].dtype) == "Int64"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("failure_cycle", 2**63, "does not fit in 64 bits"),
+        ("failure_cycle", "soon", "is not an integer"),
+        ("notes", "ok\x00", "notes: text must not contain NUL"),
+        ("failure_type", "a\x00", "failure_type: text must not contain NUL"),
+    ],
+)
+def test_feedback_storage_would_refuse_is_refused_when_made(
+    field: str, value: object, message: str
+) -> None:
+    with pytest.raises(StorageError, match=message):
+        normalise_record("feedback", {"asset_id": "A1", "failure_occurred": True, field: value})
+
+
 def test_audit_events_newest_first(db: Database) -> None:
     insert_audit(
         db,

@@ -79,7 +79,7 @@ def test_records_of_every_kind_are_written(flaky: FlakyDatabase, tmp_path: Path)
         )
         writer.submit("audit", {"actor": "k", "action": "predict", "subject": "A1"})
         assert writer.flush(5)
-        assert writer.status() == {"database": "ok", "queued": 0, "spooled": 0}
+        assert writer.status() == {"database": "ok", "queued": 0, "spooled": 0, "rejected": 0}
     assert get_prediction(flaky, pred["id"]) is not None
     assert len(readings_for_asset(flaky, "A1")) == 1
     assert feedback_labels(flaky)["prediction_id"].tolist() == [pred["id"]]
@@ -134,6 +134,54 @@ def test_a_refused_row_is_set_aside_and_the_rest_written(
     ]
 
 
+def test_a_ticket_settles_only_once_its_records_are_committed_or_spooled(
+    flaky: FlakyDatabase, tmp_path: Path
+) -> None:
+    """What the service waits on before it answers 2xx: records settle in submission order,
+    and the callback runs only when the rows are in the database (or fsynced in the spool)."""
+    seen: list[tuple[int, int]] = []
+    with RecordWriter(flaky, tmp_path / "spool", **FAST) as writer:
+        for t in range(3):
+            writer.submit("reading", reading("A1", t))
+            ticket = writer.ticket()
+
+            def settled(ticket: int = ticket) -> None:
+                # Called on the writer thread after the commit: the rows are readable now.
+                seen.append((ticket, len(readings_for_asset(flaky, "A1"))))
+
+            assert writer.when_settled(ticket, settled)
+        assert wait_for(lambda: len(seen) == 3)
+        assert [t for t, _ in seen] == [1, 2, 3]
+        assert all(stored >= ticket for ticket, stored in seen)
+        assert writer.when_settled(writer.ticket(), lambda: None) is False  # already durable
+
+        flaky.down = True
+        writer.submit("reading", reading("A1", 9))
+        spooled: list[int] = []
+        writer.when_settled(writer.ticket(), lambda: spooled.append(writer.status()["spooled"]))
+        assert wait_for(lambda: spooled == [1])  # settled by the fsynced spool, not the table
+        assert writer.wait_replayed(0.5) is False  # the table lacks an acknowledged reading
+        flaky.down = False  # False at once until the writer finds it back and replays
+        assert wait_for(lambda: writer.wait_replayed(0.1))
+        assert len(readings_for_asset(flaky, "A1")) == 4
+
+
+def test_wait_replayed_waits_for_what_an_earlier_process_left(
+    flaky: FlakyDatabase, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    flaky.down = True
+    first = RecordWriter(flaky, spool, **FAST)
+    first.start()
+    for t in range(20):
+        first.submit("reading", reading("A2", t))
+    first.close(timeout=3)  # as a crash would: the records are only in the spool
+    flaky.down = False
+    with RecordWriter(flaky, spool, **FAST) as second:
+        assert second.wait_replayed(10)
+        assert len(readings_for_asset(flaky, "A2")) == 20  # all of them, before any seed
+
+
 # ------------------------------------------------------------------------------------ outages
 
 
@@ -153,7 +201,7 @@ def test_outage_spools_then_replays_with_datetimes_intact(
         )
         assert time.monotonic() - started < 0.5  # submit never waits on the database
         assert writer.flush(5)
-        assert writer.status() == {"database": "down", "queued": 0, "spooled": 122}
+        assert writer.status() == {"database": "down", "queued": 0, "spooled": 122, "rejected": 0}
         assert len(spool_files(spool)) == 1
         assert writer.pending_prediction(preds[60]["id"]) is not None
 
@@ -264,7 +312,7 @@ def test_postgres_outage_loses_nothing(
     with RecordWriter(db, spool, **FAST) as writer:
         ids = [writer.submit("prediction", prediction(f"A{t % 7}", t))["id"] for t in range(100)]
         assert writer.flush(10)
-        assert writer.status() == {"database": "ok", "queued": 0, "spooled": 0}
+        assert writer.status() == {"database": "ok", "queued": 0, "spooled": 0, "rejected": 0}
 
         proxy.cut()
         started = time.monotonic()
@@ -273,7 +321,7 @@ def test_postgres_outage_loses_nothing(
         ]
         assert time.monotonic() - started < 0.5  # accepted without waiting on the database
         assert writer.flush(10)
-        assert writer.status() == {"database": "down", "queued": 0, "spooled": 200}
+        assert writer.status() == {"database": "down", "queued": 0, "spooled": 200, "rejected": 0}
         assert spool_files(spool)
         assert writer.pending_prediction(ids[250]) is not None
         # Records keep coming during the outage, some while the database comes back.
@@ -281,7 +329,9 @@ def test_postgres_outage_loses_nothing(
 
         proxy.restore()
         ids += [writer.submit("prediction", prediction("B", t))["id"] for t in range(350, 400)]
-        assert wait_for(lambda: writer.status() == {"database": "ok", "queued": 0, "spooled": 0})
+        assert wait_for(
+            lambda: writer.status() == {"database": "ok", "queued": 0, "spooled": 0, "rejected": 0}
+        )
         assert writer.pending_prediction(ids[250]) is None
 
     stored = prediction_ids(direct)
@@ -308,7 +358,9 @@ def test_postgres_restart_replays_what_the_last_process_spooled(
         assert wait_for(lambda: second.status()["spooled"] == 40)
         assert second.status()["database"] == "down"
         proxy.restore()
-        assert wait_for(lambda: second.status() == {"database": "ok", "queued": 0, "spooled": 0})
+        assert wait_for(
+            lambda: second.status() == {"database": "ok", "queued": 0, "spooled": 0, "rejected": 0}
+        )
     stored = prediction_ids(direct)
     assert len(stored) == 40 and set(stored) == set(ids)
     assert spool_files(spool) == []

@@ -94,7 +94,9 @@ def revoke(
     name: Annotated[str, typer.Argument(help="Name of the key to revoke.")],
     home: HomeOption = None,
 ) -> None:
-    """Revoke a key: requests with it are refused from now on."""
+    """Revoke a key: running services refuse it within 2 seconds (each worker checks for
+    revocations every second; `DELETE /keys/NAME` on a service is immediate on that worker)."""
+    from prognos.serving.security import REVOCATION_BOUND_SECONDS
     from prognos.storage import revoke_api_key
 
     state = get_state(ctx, home)
@@ -104,4 +106,8 @@ def revoke(
     finally:
         db.dispose()
     when = f"{info.revoked_at:%Y-%m-%d %H:%M:%S}Z" if info.revoked_at else "now"
-    state.out.print(f"Revoked API key [bold]{escape(info.name)}[/] ({when}).", soft_wrap=True)
+    state.out.print(
+        f"Revoked API key [bold]{escape(info.name)}[/] ({when}); running services refuse it "
+        f"within {REVOCATION_BOUND_SECONDS:g} s.",
+        soft_wrap=True,
+    )

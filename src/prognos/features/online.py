@@ -1,7 +1,8 @@
 """The online path: one new reading in, that asset's feature row out.
 
 Per asset the state keeps the last ``max(history_length, window)`` normalised channel vectors in a
-ring buffer plus the running EWMAs and the latest regime; features come from
+ring buffer plus the running EWMAs, the latest regime and the latest reading's raw values (so that
+a re-send of that reading is told from a different one at the same time); features come from
 :func:`window_features`, the same arithmetic the offline path runs over whole histories, and the
 sequence member's input is the newest ``window`` vectors of the same buffer.
 """
@@ -12,7 +13,7 @@ import hashlib
 import math
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from prognos.errors import (
+    ConflictingReadingError,
     DuplicateReadingError,
     OutOfOrderReadingError,
     ReadingRejectedError,
@@ -35,6 +37,11 @@ from prognos.fleet import ASSET, TIME
 # count, last_time, head, regime. The first three change with every accepted reading, so the
 # Redis store compares them (24 bytes) as the state's version.
 _HEADER = struct.Struct("<qqqq")
+# What a reading's time may be given as, for a fleet that counts time in timestamps.
+_TIMESTAMP_TYPES = (datetime, pd.Timestamp, np.datetime64, str)
+# Bumped when the state's byte layout changes: part of the fingerprint, so a Redis store never
+# decodes states another layout wrote.
+_STATE_LAYOUT = 2
 
 
 @dataclass
@@ -47,19 +54,25 @@ class AssetState:
     history: NDArray[np.float64]  # (history_length, channels) ring buffer, newest at ``head``
     ewma: NDArray[np.float64]  # (len(ewma_spans), channels)
     regime: int = 0  # of the latest reading: features without a new reading need it
+    # The latest reading's settings and sensors as sent (empty where unknown).
+    values: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
 
     def to_bytes(self) -> bytes:
         return (
             _HEADER.pack(self.count, self.last_time, self.head, self.regime)
             + self.history.tobytes()
             + self.ewma.tobytes()
+            + self.values.tobytes()
         )
 
     @classmethod
-    def from_bytes(cls, raw: bytes, history_shape: tuple[int, int], n_ewma: int) -> AssetState:
+    def from_bytes(
+        cls, raw: bytes, history_shape: tuple[int, int], n_ewma: int, n_values: int = 0
+    ) -> AssetState:
         count, last_time, head, regime = _HEADER.unpack_from(raw)
         n_hist = history_shape[0] * history_shape[1]
-        expected = _HEADER.size + 8 * (n_hist + n_ewma * history_shape[1])
+        n_state = n_hist + n_ewma * history_shape[1]
+        expected = _HEADER.size + 8 * (n_state + n_values)
         if len(raw) != expected:
             raise ValueError(f"state is {len(raw)} bytes, expected {expected}")
         values = np.frombuffer(raw, dtype=np.float64, offset=_HEADER.size).copy()
@@ -68,8 +81,9 @@ class AssetState:
             last_time=last_time,
             head=head,
             history=values[:n_hist].reshape(history_shape),
-            ewma=values[n_hist:].reshape(n_ewma, history_shape[1]),
+            ewma=values[n_hist:n_state].reshape(n_ewma, history_shape[1]),
             regime=regime,
+            values=values[n_state:],
         )
 
 
@@ -124,7 +138,11 @@ class OnlineFeatures:
         self._hi = np.array([np.inf if c.max is None else c.max for c in ranges])
         # What the stored state means: the layout and also the fitted normalisation, so that a
         # retrained model never reads channel vectors another model's scalers produced.
-        digest = hashlib.sha256(repr((self._layout, self._history_shape, self._alphas)).encode())
+        self._time_kind = pipeline.fleet.time_kind
+        self._fleet_name = pipeline.fleet.name
+        digest = hashlib.sha256(
+            repr((_STATE_LAYOUT, self._layout, self._history_shape, self._alphas)).encode()
+        )
         regimes = pipeline.regimes_
         for part in (
             pipeline.sensor_mean_,
@@ -143,7 +161,8 @@ class OnlineFeatures:
         return self._layout.names
 
     def decode_state(self, raw: bytes) -> AssetState:
-        return AssetState.from_bytes(raw, self._history_shape, len(self._alphas))
+        n_values = len(self._settings) + len(self._sensors)
+        return AssetState.from_bytes(raw, self._history_shape, len(self._alphas), n_values)
 
     def update(self, reading: Mapping[str, Any]) -> NDArray[np.float64]:
         """Accept one reading and return the asset's feature row (``feature_names`` order).
@@ -162,7 +181,8 @@ class OnlineFeatures:
         sensors = values[None, len(self._settings) :]
         channels, regime = self.pipeline.channel_values(settings, sensors)
         result: tuple[NDArray[np.float64], NDArray[np.float32], int] = self.store.update(
-            asset_key(asset), lambda state: self._advance(state, when, channels[0], int(regime[0]))
+            asset_key(asset),
+            lambda state: self._advance(state, asset, when, values, channels[0], int(regime[0])),
         )
         return result
 
@@ -208,8 +228,20 @@ class OnlineFeatures:
         asset = reading[ASSET]
         if asset is None or (isinstance(asset, float) and math.isnan(asset)) or asset == "":
             raise ReadingRejectedError("reading has no asset id", reason="missing")
+        raw_time = reading[TIME]
+        if (self._time_kind == "cycle") == isinstance(raw_time, _TIMESTAMP_TYPES):
+            given, wanted = (
+                ("a timestamp", "cycle numbers")
+                if self._time_kind == "cycle"
+                else ("a cycle number", "timestamps")
+            )
+            raise ReadingRejectedError(
+                f"asset {asset}: time is {given}, but fleet {self._fleet_name!r} counts time "
+                f"in {wanted}",
+                reason="time_kind",
+            )
         try:
-            when = time_key(reading[TIME])
+            when = time_key(raw_time)
         except (TypeError, ValueError) as exc:
             raise ReadingRejectedError(f"asset {asset}: bad time: {exc}", reason="type") from exc
         names = self._settings + self._sensors
@@ -237,7 +269,13 @@ class OnlineFeatures:
         return asset, when, values
 
     def _advance(
-        self, state: AssetState | None, when: int, channels: NDArray[np.float64], regime: int
+        self,
+        state: AssetState | None,
+        asset: Any,
+        when: int,
+        values: NDArray[np.float64],
+        channels: NDArray[np.float64],
+        regime: int,
     ) -> tuple[AssetState, tuple[NDArray[np.float64], NDArray[np.float32], int]]:
         if state is None:
             state = AssetState(
@@ -247,10 +285,12 @@ class OnlineFeatures:
                 history=np.zeros(self._history_shape),
                 ewma=np.repeat(channels[None, :], len(self._alphas), axis=0),
                 regime=regime,
+                values=values,
             )
             state.history[0] = channels
         else:
             if when == state.last_time:
+                self._check_same(state, asset, when, values)
                 raise DuplicateReadingError(f"a reading at time {when} was already accepted")
             if when < state.last_time:
                 raise OutOfOrderReadingError(
@@ -263,7 +303,27 @@ class OnlineFeatures:
             for e, alpha in enumerate(self._alphas):
                 state.ewma[e] = ewma_step(state.ewma[e], channels, alpha)
             state.regime = regime
+            state.values = values
         return state, (self._features(state, regime), *self._sequence(state))
+
+    def _check_same(
+        self, state: AssetState, asset: Any, when: int, values: NDArray[np.float64]
+    ) -> None:
+        """A reading at the latest accepted time is a harmless re-send only with the same
+        values; different values are a conflict, named with both (the first is what is kept)."""
+        if state.values.shape != values.shape or np.array_equal(state.values, values):
+            return
+        names = self._settings + self._sensors
+        differ = np.flatnonzero(state.values != values)
+        detail = "; ".join(
+            f"{names[j]}: accepted {float(state.values[j])!r}, sent {float(values[j])!r}"
+            for j in differ[:5]
+        )
+        more = f" and {len(differ) - 5} more" if len(differ) > 5 else ""
+        raise ConflictingReadingError(
+            f"asset {asset} time {when}: a reading with other values was already accepted at "
+            f"this time ({detail}{more}); the accepted one stands"
+        )
 
     @property
     def seed_tail(self) -> int:
@@ -303,6 +363,8 @@ class OnlineFeatures:
         ewma = self.pipeline._offline_ewma(history.channels, history.starts, history.ends)
         times = readings[TIME].to_numpy()[history.order]
         assets = readings[ASSET].to_numpy()[history.order]
+        names = self._settings + self._sensors
+        raw = readings[names].to_numpy(dtype=np.float64)[history.order]
         size = self._history_shape[0]
         written = 0
         for start, end in zip(history.starts, history.ends, strict=True):
@@ -324,6 +386,7 @@ class OnlineFeatures:
                 history=ring,
                 ewma=ewma[:, last].copy(),
                 regime=int(history.regime[last]),
+                values=raw[last].copy(),
             )
 
             def seed_or_repair(

@@ -2,18 +2,27 @@
 
 Both stores offer one atomic read-modify-write, ``update``, so two workers or replicas feeding the
 same asset never lose a reading: Redis does it optimistically with a compare-and-set script.
+
+A Redis server can lose its data (restarted without persistence, flushed, failed over to an empty
+replica) and come back answering as if nothing happened: every asset would then silently restart
+from its next reading. So a seeded Redis store carries a *generation*: a random token written
+under ``<namespace>:generation`` once the states are rebuilt from the stored readings. Each
+process remembers the token it seeded or adopted; every compare-and-set and every read checks it
+in the same round trip, and a missing or different token raises :class:`StateStoreLostError`
+instead of reading or writing a state, until the state has been rebuilt (see ``begin_seed``).
 """
 
 from __future__ import annotations
 
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import redis
 
-from prognos.errors import PrognosError, StateStoreError
+from prognos.errors import PrognosError, StateStoreError, StateStoreLostError
 
 if TYPE_CHECKING:
     from prognos.config import Settings
@@ -44,6 +53,19 @@ class StateStore(Protocol):
     def assets(self) -> list[str]: ...
 
     def ping(self) -> bool: ...
+
+    def begin_seed(self) -> None:
+        """States are about to be rebuilt from the stored readings (see ``finish_seed``)."""
+        ...
+
+    def finish_seed(self) -> None:
+        """The states are rebuilt: from now on, notice if the store loses them."""
+        ...
+
+    def resume(self) -> bool:
+        """Adopt the states already in the store, without rebuilding them, when they are known
+        to be whole (another process seeded them and the store has not lost them since)."""
+        ...
 
 
 class MemoryStateStore:
@@ -78,6 +100,15 @@ class MemoryStateStore:
     def ping(self) -> bool:
         return True
 
+    def begin_seed(self) -> None:
+        pass
+
+    def finish_seed(self) -> None:
+        pass
+
+    def resume(self) -> bool:
+        return False  # a new process's memory holds nothing: always rebuild
+
 
 def _copy(state: AssetState) -> AssetState:
     from prognos.features.online import AssetState
@@ -89,14 +120,20 @@ def _copy(state: AssetState) -> AssetState:
         history=state.history.copy(),
         ewma=state.ewma.copy(),
         regime=state.regime,
+        values=state.values.copy(),
     )
 
 
 # Optimistic concurrency in two round trips (GET, then this script) instead of WATCH/MULTI's
 # three: the state's header (count, last time, ring head) changes with every accepted reading, so
 # it identifies the version that was read.
+# KEYS[2] is the generation key; ARGV[3] the generation this process holds ('' while seeding, or
+# for a store used without one): -1 when the store lost the states this process relies on.
 _VERSION_BYTES = 24
 _COMPARE_AND_SET = """
+if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[3] then
+  return -1
+end
 local current = redis.call('GET', KEYS[1])
 if (current == false and ARGV[1] == '') or
    (current ~= false and string.sub(current, 1, 24) == ARGV[1]) then
@@ -124,6 +161,9 @@ class RedisStateStore:
         )
         self._decode = decode
         self._prefix = f"{namespace}:state:"
+        self._generation_key = f"{namespace}:generation"
+        self._generation: bytes | None = None  # the token this process seeded or adopted
+        self._is_lost = False  # set when the generation vanished; cleared by a new seed
         self._compare_and_set = self._client.register_script(_COMPARE_AND_SET)
         # The last state this process wrote per asset: when nobody else wrote since, an update
         # needs no GET (one round trip). A stale copy fails the compare-and-set and is refreshed,
@@ -136,24 +176,61 @@ class RedisStateStore:
         return self._prefix + asset_id
 
     def get(self, asset_id: str) -> AssetState | None:
-        try:
-            raw = self._client.get(self._key(asset_id))
-        except redis.RedisError as exc:
-            raise StateStoreError(f"Redis unavailable reading state of {asset_id}: {exc}") from exc
-        return None if raw is None else self._decode(raw)
+        return self.get_many([asset_id])[0]
 
     def get_many(self, asset_ids: list[str]) -> list[AssetState | None]:
         if not asset_ids:
             return []
+        if self._is_lost:
+            self._lost()
+        keys = [self._key(a) for a in asset_ids]
         try:
-            raws = self._client.mget([self._key(a) for a in asset_ids])
+            # The generation comes in the same MGET: one round trip, one snapshot.
+            generation, *raws = self._client.mget([self._generation_key, *keys])
         except redis.RedisError as exc:
             raise StateStoreError(
                 f"Redis unavailable reading {len(asset_ids)} states: {exc}"
             ) from exc
+        if self._generation is not None and generation != self._generation:
+            self._lost()
         return [None if raw is None else self._decode(raw) for raw in raws]
 
+    def _lost(self) -> None:
+        self._is_lost = True  # every later call fails too, until the states are rebuilt
+        with self._recent_lock:
+            self._recent.clear()
+        raise StateStoreLostError(
+            "the Redis state store lost the online state (restarted empty or flushed); it is "
+            "being rebuilt from the stored readings"
+        )
+
+    def begin_seed(self) -> None:
+        # While rebuilding, writes are not checked against a generation: there is none yet.
+        self._generation, self._is_lost = None, False
+
+    def finish_seed(self) -> None:
+        token = uuid.uuid4().hex.encode()
+        try:
+            # The first process to finish a seed sets the generation; the others adopt it.
+            self._client.set(self._generation_key, token, nx=True)
+            current = self._client.get(self._generation_key)
+        except redis.RedisError as exc:
+            raise StateStoreError(f"Redis unavailable recording the seed: {exc}") from exc
+        self._generation = current if current is not None else token
+
+    def resume(self) -> bool:
+        try:
+            current = self._client.get(self._generation_key)
+        except redis.RedisError as exc:
+            raise StateStoreError(f"Redis unavailable reading its generation: {exc}") from exc
+        if current is None:
+            return False
+        self._generation, self._is_lost = current, False
+        return True
+
     def update(self, asset_id: str, advance: Advance[T]) -> T:
+        if self._is_lost:
+            self._lost()
         key = self._key(asset_id)
         try:
             raw = self._recent.get(key)
@@ -171,7 +248,13 @@ class RedisStateStore:
                     continue
                 new = state.to_bytes()
                 expected = b"" if raw is None else raw[:_VERSION_BYTES]
-                if self._compare_and_set(keys=[key], args=[expected, new]):
+                done = self._compare_and_set(
+                    keys=[key, self._generation_key],
+                    args=[expected, new, self._generation or b""],
+                )
+                if done == -1:
+                    self._lost()
+                if done:
                     self._remember(key, new)
                     return result
                 # Another writer updated this asset since our copy: retry on fresh state.

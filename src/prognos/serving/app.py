@@ -14,9 +14,10 @@ from fastapi import FastAPI
 import prognos
 from prognos.config import Settings, get_settings
 from prognos.serving.errors import install_error_handlers
+from prognos.serving.loading import LoadedModel
 from prognos.serving.middleware import ServiceMiddleware
-from prognos.serving.routers import assets, feedback, health, predictions, readings
-from prognos.serving.runtime import LoadedModel, Runtime
+from prognos.serving.routers import assets, feedback, health, keys, predictions, readings
+from prognos.serving.runtime import Runtime
 
 DESCRIPTION = """
 Failure risk, remaining useful life with its interval, the cost-optimal inspect decision and
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None, *, model: LoadedModel | None = 
         readings.router,
         feedback.router,
         assets.router,
+        keys.router,
     ):
         app.include_router(router)
     return app

@@ -56,6 +56,7 @@ class Batcher:
         on_batch: Callable[[int, float], None] | None = None,
         on_accepted: Callable[[Mapping[str, Any], str, int], None] | None = None,
         on_lost: Callable[[], None] | None = None,
+        on_unready: Callable[[], None] | None = None,
     ) -> None:
         self._scorer = scorer
         self._max_items = max_items
@@ -68,6 +69,8 @@ class Batcher:
         self._journal: list[Mapping[str, Any]] | None = None
         # Called (on the event loop) when the scorer's compute process was found gone.
         self._on_lost = on_lost
+        # Called (on the event loop) when a batch found the online state not ready (to rebuild).
+        self._on_unready = on_unready
         self._queue: asyncio.Queue[Job] | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prognos-compute")
@@ -122,7 +125,7 @@ class Batcher:
                 jobs.append(job)
                 size += len(job.items)
             try:
-                results = await loop.run_in_executor(self._executor, self._process, jobs)
+                results, ready = await loop.run_in_executor(self._executor, self._process, jobs)
             except Exception as exc:  # a bug, or the compute process is gone: fail these jobs
                 if isinstance(exc, ComputeLostError) and self._on_lost is not None:
                     self._on_lost()
@@ -130,16 +133,18 @@ class Batcher:
                     if job.future is not None and not job.future.done():
                         job.future.set_exception(exc)
                 continue
+            if not ready and self._on_unready is not None:
+                self._on_unready()
             for job, outcome in zip(jobs, results, strict=True):
                 if job.future is not None and not job.future.done():
                     job.future.set_result(outcome)
 
-    def _process(self, jobs: list[Job]) -> list[list[Outcome]]:
+    def _process(self, jobs: list[Job]) -> tuple[list[list[Outcome]], bool]:
         start = time.perf_counter()
         scorer = self._scorer()
         if scorer is None:
             error = NoModelError("no model is loaded yet; see /health")
-            return [[Outcome(error=error) for _ in job.items] for job in jobs]
+            return [[Outcome(error=error) for _ in job.items] for job in jobs], True
         result = scorer.process([(job.kind, job.items, job.explain) for job in jobs])
         for j, i, asset, when in result.accepted:
             reading = jobs[j].items[i]
@@ -152,4 +157,4 @@ class Batcher:
                     log.exception("accepted reading of %s could not be queued for storage", asset)
         if self._on_batch is not None:
             self._on_batch(sum(len(j.items) for j in jobs), time.perf_counter() - start)
-        return result.outcomes
+        return result.outcomes, result.ready

@@ -42,7 +42,7 @@ START_TIMEOUT_S = 300.0
 CALL_TIMEOUT_S = 60.0
 # Imported once by the fork server, so that each compute process starts from them instead of
 # importing torch, XGBoost and MLflow again (seconds per process otherwise).
-PRELOAD = ["prognos.serving.compute", "prognos.serving.runtime", "torch", "xgboost", "mlflow"]
+PRELOAD = ["prognos.serving.compute", "prognos.serving.loading", "torch", "xgboost", "mlflow"]
 
 
 def _context() -> multiprocessing.context.ForkServerContext:
@@ -72,6 +72,7 @@ class ProcessScorer:
         )
         self._lock = threading.Lock()
         self._lost = False
+        self._ready = False  # the child's LocalScorer.ready, as its last answer said
         self._process.start()
         child.close()
         try:
@@ -96,13 +97,24 @@ class ProcessScorer:
     def alive(self) -> bool:
         return not self._lost and self._process.is_alive()
 
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
     def process(self, work: Sequence[Work]) -> BatchResult:
         result: BatchResult = self._call("process", work)
+        self._ready = result.ready
         return result
 
     def seed(self) -> int:
+        self._ready = False
         seeded: int = self._call("seed", None, timeout=START_TIMEOUT_S)
+        self._ready = True
         return seeded
+
+    def resume(self) -> bool:
+        self._ready = bool(self._call("resume", None))
+        return self._ready
 
     def replay(self, readings: Sequence[Any]) -> tuple[int, int]:
         counts: tuple[int, int] = self._call("replay", list(readings), timeout=START_TIMEOUT_S)
@@ -154,7 +166,7 @@ def child_main(conn: Connection, settings: Settings, name: str, version: str) ->
         level=settings.log_level, format="%(asctime)s compute %(levelname)s %(message)s"
     )
     try:
-        from prognos.serving.runtime import build_predictor, load_model, settle_heap
+        from prognos.serving.loading import build_predictor, load_model, settle_heap
         from prognos.storage.database import Database, database_url
 
         predictor = build_predictor(settings, load_model(settings, name, version))
@@ -178,6 +190,7 @@ def _serve(conn: Connection, scorer: LocalScorer) -> None:
     handlers = {
         "process": scorer.process,
         "seed": lambda _: scorer.seed(),
+        "resume": lambda _: scorer.resume(),
         "replay": scorer.replay,
     }
     while True:

@@ -50,3 +50,4 @@ def scoped(scope: str) -> Callable[..., Awaitable[Principal]]:
 Reader = Annotated[Principal, Depends(scoped("read"))]
 Forecaster = Annotated[Principal, Depends(scoped("predict"))]
 Ingester = Annotated[Principal, Depends(scoped("ingest"))]
+Admin = Annotated[Principal, Depends(scoped("admin"))]

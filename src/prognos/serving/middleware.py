@@ -26,28 +26,38 @@ class ServiceMiddleware:
             return
         length = _content_length(scope)
         if length is not None and length > self.limit:
-            too_large = PayloadTooLargeError(f"request body over the limit of {self.limit} bytes")
-            await JSONResponse(error_body(too_large), status_code=413)(scope, receive, send)
+            await self._too_large(scope, receive, send)
             return
         received = 0
+        overflowed = False
 
         async def limited_receive() -> Message:
             # Bodies without Content-Length (chunked) are counted as they arrive.
-            nonlocal received
+            nonlocal received, overflowed
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise PayloadTooLargeError(f"request body over the limit of {self.limit} bytes")
+                    overflowed = True
+                    raise self._error()
             return message
 
         status = 500
+        replaced = False
 
         async def recording_send(message: Message) -> None:
-            nonlocal status
+            # FastAPI turns an error raised while it reads the body into its own 400: when the
+            # body overflowed, that answer is replaced by the 413 before it starts.
+            nonlocal status, replaced
             if message["type"] == "http.response.start":
+                if overflowed and not replaced:
+                    replaced = True
+                    status = 413
+                    await self._too_large(scope, receive, send)
+                    return
                 status = int(message["status"])
-            await send(message)
+            if not replaced:
+                await send(message)
 
         start = time.perf_counter()
         try:
@@ -62,6 +72,12 @@ class ServiceMiddleware:
                     status,
                     time.perf_counter() - start,
                 )
+
+    def _error(self) -> PayloadTooLargeError:
+        return PayloadTooLargeError(f"request body over the limit of {self.limit} bytes")
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await JSONResponse(error_body(self._error()), status_code=413)(scope, receive, send)
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -7,6 +7,7 @@ service can coalesce concurrent requests into one call of each member (see ``bat
 
 from __future__ import annotations
 
+import functools
 import math
 import uuid
 from collections.abc import Mapping, Sequence
@@ -46,6 +47,10 @@ def risk_level(probability: float, threshold: float) -> str:
     if probability >= threshold / 4.0:
         return "MEDIUM"
     return "LOW"
+
+
+# uuid5 namespace of prediction ids (any fixed UUID).
+_PREDICTION_IDS = uuid.UUID("6a1c0d3e-9b7f-4c25-8e61-70726f676e6f")
 
 
 @dataclass(frozen=True)
@@ -102,8 +107,21 @@ class Prediction:
     model_name: str
     model_version: str
     explanation: Explanation | None
-    prediction_id: str = field(default_factory=lambda: f"pred_{uuid.uuid4().hex}")
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @functools.cached_property
+    def prediction_id(self) -> str:
+        """The same for the same model version, asset, time and whether it is explained.
+
+        So a re-sent reading (scored as the asset stands, with the same numbers) answers with
+        the prediction it got the first time, and logging it again inserts nothing: one
+        prediction per reading and model version, however often a client retries.
+        """
+        key = "\x1f".join(
+            (self.model_name, self.model_version, self.asset_id, str(self.time),
+             "explained" if self.explanation is not None else "plain")
+        )  # fmt: skip
+        return f"pred_{uuid.uuid5(_PREDICTION_IDS, key).hex}"
 
     def log_row(self, latency_ms: float | None = None) -> dict[str, Any]:
         """The ``predictions`` table row, already in ``normalise_record``'s form (tested)."""

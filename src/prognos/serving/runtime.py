@@ -12,26 +12,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hashlib
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from prognos.config import Settings
-from prognos.errors import PrognosError
-from prognos.features.online import OnlineFeatures
-from prognos.features.stores import make_state_store
-from prognos.models.bundle import ModelBundle
+from prognos.errors import PrognosError, StateStoreError, StorageUnavailableError
 from prognos.serving.batching import Batcher
-from prognos.serving.predictor import Predictor, reading_log_row
+from prognos.serving.loading import (
+    LoadedModel,
+    build_predictor,
+    champion_version,
+    load_model,
+    settle_heap,
+)
+from prognos.serving.predictor import reading_log_row
 from prognos.serving.scoring import ComputeLostError, LocalScorer, Scorer, ServedModel
-from prognos.serving.security import KeyCache, Principal, RateLimiter
+from prognos.serving.security import KeyCache, RateLimiter, key_cache
 from prognos.serving.telemetry import Telemetry
-from prognos.storage import repository
 from prognos.storage.database import Database, database_url
 from prognos.storage.writer import RecordWriter
 
@@ -39,68 +44,22 @@ log = logging.getLogger("prognos.serving")
 
 # How soon a compute process that failed to start is tried again.
 COMPUTE_RETRY_SECONDS = 5.0
+# How often online state that could not be rebuilt (database away) is tried again.
+STATE_RETRY_SECONDS = 1.0
+# How long a seed waits for the writer to bring the table up to date (spool replayed).
+SEED_WAIT_SECONDS = 30.0
 
 
-def settle_heap() -> None:
-    """Put everything alive now (the model, the libraries) out of the cyclic collector's reach.
-
-    Otherwise each full collection walks millions of long-lived objects: measured 200-400 ms
-    pauses every few seconds under load, most of the p95 at 1000 users. ``gc.freeze()`` is
-    CPython's tool for this; unfreezing first lets a replaced model's cycles be collected. The
-    one collection here is a single pause per model load.
-    """
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
+def spool_dir(settings: Settings, db: Database) -> Path:
+    """``HOME/spool/<database>``: one directory per database, so that a home shared by services
+    logging to different databases never replays one's records into another's."""
+    digest = hashlib.sha256(db.display_url.encode()).hexdigest()[:12]
+    return settings.home / "spool" / f"{db.dialect}-{digest}"
 
 
-@dataclass
-class LoadedModel:
-    bundle: ModelBundle
-    name: str
-    version: str
-
-
-def load_model(settings: Settings, name: str, version: str) -> LoadedModel:
-    """One registered version's bundle, loaded by its number so we know exactly what we serve."""
-    import mlflow
-
-    from prognos.registry import versions
-    from prognos.registry.tracking import connect
-
-    connect(settings)  # models:/ URIs resolve against MLflow's current store
-    try:
-        model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-    except Exception as exc:  # MLflow raises many types for a store or artifact problem
-        raise versions.RegistryError(f"cannot load {name} version {version}: {exc}") from exc
-    bundle = model.unwrap_python_model().bundle
-    return LoadedModel(bundle=bundle, name=name, version=str(version))
-
-
-def load_champion(settings: Settings, name: str) -> LoadedModel:
-    """The champion version's bundle."""
-    from prognos.registry import versions
-
-    version = champion_version(settings, name)
-    if version is None:
-        raise versions.RegistryError(f"registered model {name!r} has no champion")
-    return load_model(settings, name, version)
-
-
-def build_predictor(settings: Settings, model: LoadedModel) -> Predictor:
-    """The model with its state store (whose key namespace follows the model's feature layout
-    and scalers)."""
-    layout = OnlineFeatures(model.bundle.pipeline, window=model.bundle.window)
-    store = make_state_store(settings, decode=layout.decode_state, fingerprint=layout.fingerprint)
-    return Predictor(model.bundle, store, model_name=model.name, model_version=model.version)
-
-
-def champion_version(settings: Settings, name: str) -> str | None:
-    from prognos.registry import versions
-    from prognos.registry.tracking import connect
-
-    current = versions.champion(connect(settings), name)
-    return None if current is None else str(current.version)
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 @dataclass
@@ -123,6 +82,7 @@ class Runtime:
     _poller: asyncio.Task[None] | None = None
     _wake: asyncio.Event | None = None
     _side: ThreadPoolExecutor | None = None
+    _schema_pending: bool = False
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -130,13 +90,12 @@ class Runtime:
         settings = self.settings
         settings.ensure_home()
         self.db = Database(database_url(settings))
-        try:
-            await asyncio.to_thread(self.db.upgrade)
-        except PrognosError as exc:
-            log.warning("database not ready at start-up (%s); predictions are spooled", exc)
-        self.writer = RecordWriter(self.db, settings.home / "spool")
+        await self._upgrade()
+        self.writer = RecordWriter(self.db, spool_dir(settings, self.db))
         self.writer.start()
-        self.keys = KeyCache(self._verify_key)
+        self.keys = key_cache(settings, self.db)
+        if settings.auth_enabled:
+            self.keys.start()  # drops keys revoked elsewhere (CLI, other workers) within 2 s
         if settings.redis_url is not None:
             import redis
 
@@ -153,6 +112,7 @@ class Runtime:
             on_batch=self.telemetry.on_batch,
             on_accepted=self._store_reading,
             on_lost=self._wake.set,
+            on_unready=self._wake.set,
         )
         await self.batcher.start()
         self.model_name = model.name if model is not None else settings.model_name
@@ -167,6 +127,8 @@ class Runtime:
         gc.unfreeze()
         if self._poller is not None:
             self._poller.cancel()
+        if self.keys is not None:
+            await self.keys.stop()
         if self.batcher is not None:
             await self.batcher.stop()
         if self.scorer is not None:
@@ -218,14 +180,18 @@ class Runtime:
         scorer = await asyncio.to_thread(self._make_scorer, name, version, model)
         try:
             await batcher.run_in_compute_thread(batcher.start_journal)
+            previous = self.scorer
             try:
-                if self.writer is not None:
-                    await asyncio.to_thread(self.writer.flush, 30.0)
-                seeded = await asyncio.to_thread(scorer.seed)
+                seeded = await self._seed(scorer, asyncio.to_thread, SEED_WAIT_SECONDS)
+                if seeded is None and previous is not None:
+                    # Keep serving the model whose state is whole; the poller tries again.
+                    raise StorageUnavailableError(
+                        f"cannot rebuild the online state for {name}/{version}: the stored "
+                        "readings cannot be read now"
+                    )
             except BaseException:
                 await batcher.run_in_compute_thread(batcher.stop_journal)
                 raise
-            previous = self.scorer
 
             def catch_up_and_swap() -> tuple[int, int]:
                 counts = scorer.replay(batcher.stop_journal())
@@ -241,9 +207,9 @@ class Runtime:
             # Another worker sharing the store advanced these assets on the new model while
             # this one journaled readings on the old: they are stored now, so rebuild the
             # assets from the table (between batches: the state is not thread-safe here).
-            if self.writer is not None:
-                await asyncio.to_thread(self.writer.flush, 30.0)
-            repaired = await batcher.run_in_compute_thread(scorer.seed)
+            repaired = (
+                await self._seed(scorer, batcher.run_in_compute_thread, SEED_WAIT_SECONDS) or 0
+            )
         self.registry_ok, self.registry_error = True, None
         self.telemetry.set_model(name, version)
         pid = scorer.pid
@@ -265,6 +231,56 @@ class Runtime:
             await asyncio.to_thread(previous.close)
         del previous
         settle_heap()
+
+    async def _seed(
+        self, scorer: Scorer, run: Callable[..., Awaitable[Any]], wait: float
+    ) -> int | None:
+        """Rebuild ``scorer``'s online state (``run`` runs a call where the scorer may be used:
+        a thread while it is not serving, the compute thread once it is). None when it cannot
+        be rebuilt now; the scorer then answers 503 until a later call succeeds.
+
+        The table must hold every acknowledged reading first, so the writer's queue and spool
+        are written before the readings are read: otherwise a restart with readings still
+        spooled would rebuild a history that lacks them. While the database is down, a state
+        store that kept whole states (Redis with its generation) is used as it is.
+        """
+        replayed = self.writer is None or await asyncio.to_thread(self.writer.wait_replayed, wait)
+        try:
+            if replayed:
+                seeded: int = await run(scorer.seed)
+                return seeded
+            if await run(scorer.resume):
+                return 0
+        except (StorageUnavailableError, StateStoreError) as exc:
+            log.warning("online state not rebuilt yet: %s", exc)
+        return None
+
+    async def rebuild_state(self) -> bool:
+        """Rebuild the served model's online state if it is not ready (the database was away
+        at start-up, or the state store lost its states); True when it is ready now."""
+        scorer, batcher = self.scorer, self.batcher
+        if scorer is None or batcher is None or scorer.ready:
+            return True
+        if self._schema_pending:
+            await self._upgrade()
+        seeded = await self._seed(scorer, batcher.run_in_compute_thread, STATE_RETRY_SECONDS)
+        if seeded is None:
+            return False
+        self.audit("service", "state_rebuilt", f"{scorer.model.name}/{scorer.model.version}",
+                   {"seeded": seeded})  # fmt: skip
+        log.info("online state rebuilt (%d asset states seeded)", seeded)
+        return True
+
+    async def _upgrade(self) -> None:
+        """Migrate the schema; a database that is down now is migrated when it answers."""
+        assert self.db is not None
+        try:
+            await asyncio.to_thread(self.db.upgrade)
+        except PrognosError as exc:
+            self._schema_pending = True
+            log.warning("database not ready (%s); records are spooled meanwhile", exc)
+        else:
+            self._schema_pending = False
 
     def compute_ok(self) -> bool:
         return self.scorer is not None and self.scorer.alive
@@ -303,16 +319,62 @@ class Runtime:
 
     async def _poll(self) -> None:
         assert self._wake is not None
+        next_reload = time.monotonic() + self.settings.model_poll_seconds
         while True:
-            # Woken early when the compute process was lost, to start a new one at once; while
-            # one fails to start, tried again every few seconds rather than every poll.
-            wait = self.settings.model_poll_seconds
+            # Woken early when the compute process was lost, to start a new one at once, or
+            # when a batch found the state not ready; while one fails to start, or the state
+            # cannot be rebuilt, tried again every few seconds rather than every poll.
+            wait = max(0.0, next_reload - time.monotonic())
             if self.compute_error is not None:
                 wait = min(wait, COMPUTE_RETRY_SECONDS)
+            unready = self.scorer is not None and not self.scorer.ready
+            if unready or self._schema_pending:
+                wait = min(wait, STATE_RETRY_SECONDS)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
             self._wake.clear()
-            await self.reload()
+            if self.compute_ok():
+                if self._schema_pending:
+                    await self._upgrade()
+                await self.rebuild_state()
+            if (
+                not self.compute_ok()
+                or self.compute_error is not None
+                or time.monotonic() >= next_reload
+            ):
+                next_reload = time.monotonic() + self.settings.model_poll_seconds
+                await self.reload()
+
+    # -- durability ----------------------------------------------------------------------------
+
+    async def acknowledge(self) -> None:
+        """Return once every record submitted so far (this request's among them) is committed
+        to the database or fsynced in the spool: only then may the request be answered 2xx.
+
+        Waits on the writer's group commit without blocking the loop. Raises
+        :class:`StorageUnavailableError` (503) when that takes over ``ack_timeout_seconds``
+        (a database that hangs rather than refuses): the records stay queued and are stored
+        later, and a retry is safe (readings and predictions are idempotent).
+        """
+        writer = self.writer
+        if writer is None:
+            return
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def settled() -> None:  # on the writer thread
+            loop.call_soon_threadsafe(_resolve, done)
+
+        if not writer.when_settled(writer.ticket(), settled):
+            return
+        try:
+            await asyncio.wait_for(done, self.settings.ack_timeout_seconds)
+        except TimeoutError:
+            raise StorageUnavailableError(
+                f"the request's records were not durable within "
+                f"{self.settings.ack_timeout_seconds:g} s (the database is slow to answer); "
+                "they stay queued and will be stored, and retrying is safe"
+            ) from None
 
     # -- keys, audit, health -------------------------------------------------------------------
 
@@ -320,13 +382,6 @@ class Runtime:
         """Queue an accepted reading for the database (on the compute thread, see install)."""
         if self.writer is not None:
             self.writer.submit("reading", reading_log_row(reading, asset, when), normalised=True)
-
-    def _verify_key(self, key: str) -> Principal | None:
-        assert self.db is not None
-        info = repository.verify_api_key(self.db, key)
-        if info is None:
-            return None
-        return Principal(info.name, frozenset(info.scopes), info.rate_limit_per_minute)
 
     def audit(self, actor: str, action: str, subject: str, details: dict[str, Any]) -> None:
         if self.writer is not None:
@@ -341,43 +396,11 @@ class Runtime:
                 },
             )
 
-    def health(self) -> dict[str, Any]:
-        services: dict[str, str] = {}
-        detail: dict[str, Any] = {}
-        if self.writer is not None:
-            status = self.writer.status()
-            services["database"] = "ok" if status["database"] == "ok" else "down"
-            detail["log_records"] = {"queued": status["queued"], "spooled": status["spooled"]}
-            self.telemetry.spooled.set(status["spooled"])
-        if self._redis is not None:
-            try:
-                store_ok = bool(self._redis.ping())
-            except Exception:
-                store_ok = False
-        else:
-            store_ok = True  # in the memory of the process that serves the model
-        services["state_store"] = "ok" if store_ok else "down"
-        services["state_backend"] = "redis" if self.settings.redis_url is not None else "memory"
-        services["registry"] = "ok" if self.registry_ok else "down"
-        if self.registry_error:
-            detail["registry_error"] = self.registry_error
-        services["compute"] = "ok" if self.compute_ok() else "down"
-        if self.compute_error:
-            detail["compute_error"] = self.compute_error
-        if self.scorer is not None:
-            services["compute_mode"] = self.scorer.mode
-        for name in ("database", "state_store", "registry", "compute"):
-            self.telemetry.dependency.labels(name).set(1 if services.get(name) == "ok" else 0)
-        model = self.model
-        degraded = model is None or any(
-            services[n] != "ok" for n in ("database", "state_store", "registry", "compute")
-        )
-        return {
-            "status": "degraded" if degraded else "ok",
-            "model_loaded": model is not None,
-            "model_name": None if model is None else model.name,
-            "model_version": None if model is None else model.version,
-            "uptime_seconds": time.monotonic() - self.started,
-            "services": services,
-            "detail": detail,
-        }
+    def state_store_ok(self) -> bool:
+        """Whether the shared state store answers (the in-process one always does)."""
+        if self._redis is None:
+            return True
+        try:
+            return bool(self._redis.ping())
+        except Exception:
+            return False

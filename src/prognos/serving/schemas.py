@@ -3,11 +3,18 @@ out), with the examples the OpenAPI page shows."""
 
 from __future__ import annotations
 
-import math
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WrapValidator,
+    model_validator,
+)
 
 _EXAMPLE_SENSORS: dict[str, Any] = {f"sensor_{i}": v for i, v in enumerate(
     [518.67, 642.83, 1589.7, 1400.6, 14.62, 21.61, 554.36, 2388.06, 9046.19, 1.3, 47.47,
@@ -16,14 +23,60 @@ _EXAMPLE_SENSORS: dict[str, Any] = {f"sensor_{i}": v for i, v in enumerate(
 )}  # fmt: skip
 _EXAMPLE_SETTINGS: dict[str, Any] = {"setting_1": -0.0007, "setting_2": -0.0004, "setting_3": 100.0}
 
-AssetId = str
+# ------------------------------------------------------------------------- what storage holds
+# Every value that comes in is bounded here to what the database and the features hold, so a
+# request storage would refuse is answered 422 before anything is acknowledged.
+
+# Cycles are stored as BIGINT, but the features compute in float64, which holds every integer
+# exactly only up to 2**53: past it two cycles could become one.
+MAX_CYCLE = 2**53
+# Timestamps become int64 nanoseconds since the epoch (pandas' range ends in April 2262). From 1971
+# on those nanoseconds (>= 3.15e16) lie above every cycle (<= 2**53 ~ 9.0e15), so a stored time
+# says by itself which of the two it is (``is_timestamp_time``).
+EARLIEST_TIMESTAMP = datetime(1971, 1, 1, tzinfo=UTC)
+LATEST_TIMESTAMP = datetime(2200, 1, 1, tzinfo=UTC)
+
+# Ids travel in URL paths (``GET /assets/{id}``), logs and metrics: letters, digits and ``._:-``,
+# starting with a letter or digit, so every id that is accepted can be read back.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+ID_RULE = "ids are letters, digits, '.', '_', ':' and '-', and start with a letter or digit"
 
 
-def _finite(values: dict[str, float], what: str) -> dict[str, float]:
-    bad = [k for k, v in values.items() if not math.isfinite(v)]
-    if bad:
-        raise ValueError(f"{what} must be finite numbers; not {bad}")
-    return values
+def is_timestamp_time(time: int) -> bool:
+    """Whether a stored time (cycle, or nanoseconds since the epoch) is a timestamp."""
+    return time > MAX_CYCLE
+
+
+def _storable_text(value: str) -> str:
+    # PostgreSQL refuses NUL in text; a lone surrogate (a JSON "\\ud800") is no UTF-8 at all.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (\\u0000)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (not a lone surrogate)") from None
+    return value
+
+
+def _storable_time(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("needs a time zone (e.g. 2026-02-07T10:00:00Z)")
+    if not EARLIEST_TIMESTAMP <= value < LATEST_TIMESTAMP:
+        raise ValueError(
+            f"must be from {EARLIEST_TIMESTAMP:%Y-%m-%d} up to {LATEST_TIMESTAMP:%Y-%m-%d} (UTC)"
+        )
+    return value
+
+
+# The one definition of an asset id, for bodies and the path of GET /assets/{id} alike.
+AssetId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=ID_PATTERN)]
+PredictionId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_PATTERN)]
+ChannelName = Annotated[str, AfterValidator(_storable_text)]
+Value = Annotated[float, Field(allow_inf_nan=False)]
+Cycle = Annotated[int, Field(ge=0, le=MAX_CYCLE)]
+Timestamp = Annotated[datetime, AfterValidator(_storable_time)]
+FailureType = Annotated[str, StringConstraints(max_length=200), AfterValidator(_storable_text)]
+Notes = Annotated[str, StringConstraints(max_length=5000), AfterValidator(_storable_text)]
 
 
 class ReadingIn(BaseModel):
@@ -43,28 +96,16 @@ class ReadingIn(BaseModel):
         },
     )
 
-    equipment_id: AssetId = Field(min_length=1, max_length=128)
-    sensor_readings: dict[str, float] = Field(max_length=512)
-    operational_settings: dict[str, float] = Field(default_factory=dict, max_length=64)
-    timestamp: datetime | None = None
-    cycle: int | None = Field(default=None, ge=0)
-
-    @field_validator("sensor_readings")
-    @classmethod
-    def _sensors_finite(cls, v: dict[str, float]) -> dict[str, float]:
-        return _finite(v, "sensor_readings")
-
-    @field_validator("operational_settings")
-    @classmethod
-    def _settings_finite(cls, v: dict[str, float]) -> dict[str, float]:
-        return _finite(v, "operational_settings")
+    equipment_id: AssetId
+    sensor_readings: dict[ChannelName, Value] = Field(max_length=512)
+    operational_settings: dict[ChannelName, Value] = Field(default_factory=dict, max_length=64)
+    timestamp: Timestamp | None = None
+    cycle: Cycle | None = None
 
     @model_validator(mode="after")
     def _one_time(self) -> ReadingIn:
         if (self.timestamp is None) == (self.cycle is None):
             raise ValueError("give exactly one of 'cycle' and 'timestamp'")
-        if self.timestamp is not None and self.timestamp.tzinfo is None:
-            raise ValueError("timestamp needs a time zone (e.g. 2026-02-07T10:00:00Z)")
         return self
 
     def time(self) -> int | datetime:
@@ -84,6 +125,19 @@ class ReadingsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     readings: list[ReadingIn] = Field(min_length=1, max_length=10_000)
+
+
+def _by_shape(data: Any, _: Any) -> ReadingsIn | ReadingIn:
+    """A body with ``readings`` is a batch, any other one reading. Chosen by shape instead of
+    trying both (a plain union), whose errors would list both members' complaints under their
+    pydantic tags; this way an error names ``readings[3].cycle``."""
+    if isinstance(data, dict) and "readings" in data:
+        return ReadingsIn.model_validate(data)
+    return ReadingIn.model_validate(data)
+
+
+# The body of POST /readings: one reading or ``{"readings": [...]}``.
+ReadingsBody = Annotated[ReadingsIn | ReadingIn, WrapValidator(_by_shape)]
 
 
 class ReadingOutcome(BaseModel):
@@ -185,10 +239,22 @@ class ActualOutcome(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     failure_occurred: bool
-    failure_timestamp: datetime | None = None
-    failure_cycle: int | None = Field(default=None, ge=0)
-    failure_type: str | None = Field(default=None, max_length=200)
-    inspection_notes: str | None = Field(default=None, max_length=5000)
+    failure_timestamp: Timestamp | None = None
+    failure_cycle: Cycle | None = None
+    failure_type: FailureType | None = None
+    inspection_notes: Notes | None = None
+
+    @model_validator(mode="after")
+    def _no_failure_without_one(self) -> ActualOutcome:
+        if not self.failure_occurred:
+            given = [
+                name
+                for name in ("failure_cycle", "failure_timestamp", "failure_type")
+                if getattr(self, name) is not None
+            ]
+            if given:
+                raise ValueError(f"failure_occurred is false, yet {', '.join(given)} given")
+        return self
 
 
 class FeedbackIn(BaseModel):
@@ -210,8 +276,8 @@ class FeedbackIn(BaseModel):
         },
     )
 
-    equipment_id: AssetId = Field(min_length=1, max_length=128)
-    prediction_id: str | None = Field(default=None, max_length=64)
+    equipment_id: AssetId
+    prediction_id: PredictionId | None = None
     actual_outcome: ActualOutcome
 
 
@@ -274,3 +340,13 @@ class HealthOut(BaseModel):
     uptime_seconds: float
     services: dict[str, str]
     detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class KeyRevokedOut(BaseModel):
+    """A revoked key (never the key itself)."""
+
+    name: str
+    revoked_at: datetime
+    refused_within_seconds: float = Field(
+        description="This worker refuses the key at once; every other worker within this bound."
+    )

@@ -20,6 +20,10 @@ from prognos.errors import (
     DuplicateReadingError,
     OutOfOrderReadingError,
     PrognosError,
+    StateNotReadyError,
+    StateStoreError,
+    StateStoreLostError,
+    StorageUnavailableError,
 )
 from prognos.features.online import asset_key
 from prognos.serving.predictor import Prediction, Predictor, Scored
@@ -104,10 +108,12 @@ Work = tuple[Kind, Sequence[Any], bool]
 @dataclass
 class BatchResult:
     """Outcomes per job and item, and each newly accepted reading as (job, item, asset, time) in
-    the order the state took them (the caller stores and journals those readings)."""
+    the order the state took them (the caller stores and journals those readings). ``ready``
+    False: the online state needs rebuilding (see :meth:`LocalScorer.seed`)."""
 
     outcomes: list[list[Outcome]]
     accepted: list[tuple[int, int, str, int]]
+    ready: bool = True
 
 
 class Scorer(Protocol):
@@ -118,9 +124,14 @@ class Scorer(Protocol):
     @property
     def alive(self) -> bool: ...
 
+    @property
+    def ready(self) -> bool: ...
+
     def process(self, work: Sequence[Work]) -> BatchResult: ...
 
     def seed(self) -> int: ...
+
+    def resume(self) -> bool: ...
 
     def replay(self, readings: Sequence[Any]) -> tuple[int, int]: ...
 
@@ -129,7 +140,13 @@ class Scorer(Protocol):
 
 class LocalScorer:
     """A :class:`Predictor` driven batch by batch. Not thread-safe: one caller thread at a time
-    (the batcher's compute thread, or the compute process's main thread)."""
+    (the batcher's compute thread, or the compute process's main thread).
+
+    It answers only once its online state is *ready*: rebuilt from the stored readings by
+    :meth:`seed` (or kept whole by the store itself). Until then, and again after the store lost
+    its states, every item fails with :class:`StateNotReadyError` (503): predicting from a
+    history the state does not hold would be a wrong answer given as a right one.
+    """
 
     def __init__(
         self,
@@ -145,11 +162,29 @@ class LocalScorer:
         self.alive = True
         self._side = side
         self._db = db  # where the readings are stored, to seed state from
+        self.ready = db is None  # without a database there is no history to rebuild
 
     def process(self, work: Sequence[Work]) -> BatchResult:
         predictor = self.predictor
         version = predictor.model_version
         outcomes = [[Outcome(model_version=version) for _ in items] for _, items, _ in work]
+        if not self.ready:
+            error = StateNotReadyError(
+                "online state is not rebuilt from the stored readings yet (the database or the "
+                "state store is unreachable); try again shortly"
+            )
+            for row in outcomes:
+                for outcome in row:
+                    outcome.error = error
+            return BatchResult(outcomes, [], ready=False)
+        result = self._process(work, outcomes)
+        if any(isinstance(o.error, StateStoreLostError) for row in outcomes for o in row):
+            self.ready = False  # the runtime rebuilds the state (seed) and we answer again
+            result.ready = False
+        return result
+
+    def _process(self, work: Sequence[Work], outcomes: list[list[Outcome]]) -> BatchResult:
+        predictor = self.predictor
         accepted: list[tuple[int, int, str, int]] = []
         to_score: list[tuple[Outcome, Scored, bool]] = []
         for j, ((kind, items, explain), row) in enumerate(zip(work, outcomes, strict=True)):
@@ -216,22 +251,47 @@ class LocalScorer:
 
     def seed(self) -> int:
         """Rebuild, from the stored readings, the state of assets the store lacks or that missed
-        readings (see ``OnlineFeatures.seed_states``); returns states written."""
+        readings (see ``OnlineFeatures.seed_states``), and so make the state ready; returns
+        states written.
+
+        Call it only when the table holds every acknowledged reading (the runtime waits for the
+        writer's spool to be replayed). Raises :class:`StorageUnavailableError` or
+        :class:`StateStoreError` when the readings cannot be read or the states written: the
+        state then stays not ready, unless the store kept whole states of its own (a Redis
+        whose generation is intact, see ``stores``), which are used as they are.
+        """
         if self._db is None:
+            self.ready = True
             return 0
         online = self.predictor.online
+        store = online.store
         try:
             frame, counts = readings_tail(self._db, online.seed_tail)
-        except PrognosError as exc:
-            log.warning("cannot seed online state from the database: %s", exc)
-            return 0
-        if frame.empty:
-            return 0
-        try:
-            return online.seed_states(frame, counts)
-        except (PrognosError, KeyError) as exc:
-            log.warning("stored readings do not fit model %s: %s", self.model.version, exc)
-            return 0
+        except StorageUnavailableError:
+            self.ready = store.resume()
+            if self.ready:
+                log.warning("database unreachable: serving the states the state store kept")
+                return 0
+            raise
+        store.begin_seed()
+        self.ready = False
+        written = 0
+        if not frame.empty:
+            try:
+                written = online.seed_states(frame, counts)
+            except StateStoreError:
+                raise
+            except (PrognosError, KeyError) as exc:
+                log.error("stored readings do not fit model %s: %s", self.model.version, exc)
+        store.finish_seed()
+        self.ready = True
+        return written
+
+    def resume(self) -> bool:
+        """Make the state ready without the database when the store kept whole states (see
+        ``StateStore.resume``); False otherwise."""
+        self.ready = self.ready or self.predictor.online.store.resume()
+        return self.ready
 
     def replay(self, readings: Sequence[Any]) -> tuple[int, int]:
         """Fold readings another model accepted into this one's state; repeats are skipped.

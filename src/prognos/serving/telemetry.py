@@ -70,6 +70,12 @@ class Telemetry:
             "prognos_log_records_spooled", "Records waiting on disk for the database",
             registry=r, multiprocess_mode="livesum",
         )  # fmt: skip
+        self.rejected = Gauge(
+            "prognos_log_records_rejected",
+            "Acknowledged records the database refused since start-up (kept under "
+            "spool/rejected/; validation should make this 0)",
+            registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
 
     def set_model(self, name: str, version: str) -> None:
         # Zero the old series before dropping it: in multiprocess mode its value lives on in

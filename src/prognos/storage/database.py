@@ -247,7 +247,9 @@ def _translate(err: exc.DBAPIError, where: str, action: str) -> StorageError:
     detail = _first_line(err)
     lowered = detail.lower()
     if "no such table" in lowered or getattr(err.orig, "sqlstate", None) == "42P01":
-        return StorageError(
+        # Retryable: the service migrates a database that was down at its start once it
+        # answers, and the writer keeps records spooled meanwhile instead of setting them aside.
+        return StorageUnavailableError(
             f"database {where} has no prognos schema ({detail}): run `prognos db upgrade`"
         )
     if err.connection_invalidated or isinstance(err, exc.OperationalError | exc.InterfaceError):

@@ -129,6 +129,8 @@ class Feedback(Base):
     asset_id: Mapped[str] = mapped_column(String, index=True)
     failure_occurred: Mapped[bool] = mapped_column(Boolean)
     failure_time: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The cycle the asset failed at, for fleets counted in cycles (revision 0002).
+    failure_cycle: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     failure_type: Mapped[str | None] = mapped_column(String, nullable=True)
     notes: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -37,6 +37,7 @@ __all__ = [
     "SCOPES",
     "ApiKeyInfo",
     "RecordKind",
+    "api_key_revocations",
     "audit_events",
     "create_api_key",
     "feedback_labels",
@@ -53,6 +54,7 @@ __all__ = [
     "predictions_for_asset",
     "readings_for_asset",
     "revoke_api_key",
+    "revoked_api_key_hashes",
     "verify_api_key",
 ]
 
@@ -225,8 +227,8 @@ def normalise_record(kind: RecordKind, row: Mapping[str, Any]) -> dict[str, Any]
             "latency_ms": _float(row.get("latency_ms"), kind, "latency_ms", nullable=True),
         }
     if kind == "feedback":
-        failure_time = row.get("failure_time")
-        return {
+        failure_time, failure_cycle = row.get("failure_time"), row.get("failure_cycle")
+        feedback = {
             "id": str(row.get("id") or new_id(kind)),
             "prediction_id": _optional_str(row.get("prediction_id")),
             "asset_id": str(row["asset_id"]),
@@ -234,11 +236,19 @@ def normalise_record(kind: RecordKind, row: Mapping[str, Any]) -> dict[str, Any]
             "failure_time": None
             if failure_time is None
             else _datetime(failure_time, kind, "failure_time"),
+            "failure_cycle": None
+            if failure_cycle is None
+            else _int(failure_cycle, kind, "failure_cycle"),
             "failure_type": _optional_str(row.get("failure_type")),
             "notes": _optional_str(row.get("notes")),
             "created_at": _datetime(row.get("created_at") or _utcnow(), kind, "created_at"),
             "submitted_by": _optional_str(row.get("submitted_by")),
         }
+        for field, value in feedback.items():
+            # PostgreSQL refuses NUL in text: refused here, before the record is acknowledged.
+            if isinstance(value, str) and "\x00" in value:
+                raise StorageError(f"feedback {field}: text must not contain NUL")
+        return feedback
     details = row.get("details") or {}
     if not isinstance(details, Mapping):
         raise StorageError("audit details: expected a mapping")
@@ -398,6 +408,7 @@ FEEDBACK_LABEL_COLUMNS = [
     "predicted_failure_probability",
     "failure_occurred",
     "failure_time",
+    "failure_cycle",
     "failure_type",
     "created_at",
     "submitted_by",
@@ -425,6 +436,7 @@ def feedback_labels(db: Database) -> pd.DataFrame:
             p.failure_probability.label("predicted_failure_probability"),
             f.failure_occurred,
             f.failure_time,
+            f.failure_cycle,
             f.failure_type,
             f.created_at,
             f.submitted_by,
@@ -439,7 +451,8 @@ def feedback_labels(db: Database) -> pd.DataFrame:
         frame[column] = pd.to_datetime(frame[column], utc=True)
     for column in ("predicted_rul", "predicted_failure_probability"):
         frame[column] = frame[column].astype("float64")
-    frame["prediction_time"] = frame["prediction_time"].astype("Int64")
+    for column in ("prediction_time", "failure_cycle"):
+        frame[column] = frame[column].astype("Int64")
     frame["failure_occurred"] = frame["failure_occurred"].astype(bool)
     return frame
 
@@ -574,6 +587,24 @@ def list_api_keys(db: Database) -> list[ApiKeyInfo]:
     stmt = select(_API_KEYS).order_by(k.created_at, k.name)
     with db.translate_errors("listing API keys"), db.engine.connect() as conn:
         return [_info(r) for r in conn.execute(stmt).mappings()]
+
+
+def api_key_revocations(db: Database) -> tuple[int, datetime | None]:
+    """How many keys are revoked and the newest revocation: a marker that moves with every
+    revocation, cheap enough for each service worker to read every second."""
+    k = _API_KEYS.c
+    stmt = select(func.count(), func.max(k.revoked_at)).where(k.revoked_at.is_not(None))
+    with db.translate_errors("checking API key revocations"), db.engine.connect() as conn:
+        count, newest = conn.execute(stmt).one()
+    return int(count), newest
+
+
+def revoked_api_key_hashes(db: Database) -> set[str]:
+    """The SHA-256 hashes of every revoked key, for a service to drop from its caches."""
+    k = _API_KEYS.c
+    stmt = select(k.key_hash).where(k.revoked_at.is_not(None))
+    with db.translate_errors("listing revoked API keys"), db.engine.connect() as conn:
+        return set(conn.execute(stmt).scalars())
 
 
 def revoke_api_key(db: Database, name: str, *, actor: str = "cli") -> ApiKeyInfo:

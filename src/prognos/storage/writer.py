@@ -1,11 +1,18 @@
 """The off-request-path writer: predictions are served while the database is down, nothing is lost.
 
-Requests hand records to :meth:`RecordWriter.submit`, which only appends to an in-memory queue. One
-daemon thread writes them in batches with the idempotent inserts of :mod:`.repository`. When the
-database cannot be reached, batches are appended (JSON lines, fsynced) to a spool file and the
-writer is "degraded"; every ``retry_interval`` it pings, and once the database answers it replays
-the spool in order, deleting each file only after its rows are committed. Replays are idempotent,
-so a crash part-way through one only means the next replay repeats some inserts.
+Requests hand records to :meth:`RecordWriter.submit`, which only appends to an in-memory queue and
+returns at once. One daemon thread writes them with the idempotent inserts of :mod:`.repository`,
+by group commit: it takes everything queued at that moment as one transaction, so under load one
+commit serves many requests and no record waits for a timer. When the database cannot be
+reached, batches are appended (JSON lines, fsynced) to a spool file and the writer is "degraded";
+every ``retry_interval`` it pings, and once the database answers it replays the spool in order,
+deleting each file only after its rows are committed. Replays are idempotent, so a crash
+part-way through one only means the next replay repeats some inserts.
+
+A record is *settled* once it is committed, or fsynced in a spool file, or set aside as refused.
+Records settle in the order they were submitted, so :meth:`ticket` (everything submitted so far)
+and :meth:`when_settled` tell a caller when its records are durable: the service acknowledges a
+request only then, so that a crash, even ``kill -9``, never loses what it answered 200 for.
 
 Several processes (uvicorn workers) may share one spool directory. Each writes its own files
 (``spool-<ns>-<pid>-<uuid>-<n>.jsonl``) and holds an exclusive ``flock`` on them while alive. A
@@ -18,6 +25,8 @@ Records the database refuses (a bad value, not an outage) are isolated row by ro
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import logging
 import os
@@ -132,6 +141,10 @@ class RecordWriter:
         self._rejected = 0
         self._pending: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._healthy = True
+        # Callbacks waiting for a ticket to settle: (ticket, order, callback), smallest first.
+        self._waiters: list[tuple[int, int, Callable[[], None]]] = []
+        self._waiter_order = itertools.count()
+        self._leftovers_done = threading.Event()  # files of earlier processes replayed
 
         self._file_lock = threading.Lock()  # guards spool files: the thread and close() append
         self._active: _SpoolFile | None = None
@@ -168,10 +181,12 @@ class RecordWriter:
         """
         record = row if normalised else normalise_record(kind, row)
         with self._cond:
+            # Queued under the lock: the queue's order is the tickets' order, which is what lets
+            # ``_settled`` (a count) say exactly which records are durable.
             self._submitted += 1
             if kind == "prediction":
                 self._remember(record)
-        self._queue.put((kind, record))
+            self._queue.put((kind, record))
         if self._closed:
             # Late records at shutdown: straight to a spool file, the next process replays them.
             # (Queue first, check second: close() drains after setting ``_closed``, so every
@@ -184,6 +199,38 @@ class RecordWriter:
                     self._release_files()
         return dict(record)
 
+    def ticket(self) -> int:
+        """A ticket for every record submitted so far (by any thread): see :meth:`when_settled`."""
+        with self._cond:
+            return self._submitted
+
+    def when_settled(self, ticket: int, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` (on the writer thread: keep it short) once every record up to
+        ``ticket`` is committed, spooled or refused; False, and no call, when that is so already.
+        """
+        with self._cond:
+            if self._settled >= ticket:
+                return False
+            heapq.heappush(self._waiters, (ticket, next(self._waiter_order), callback))
+            return True
+
+    def wait_replayed(self, timeout: float) -> bool:
+        """Wait until every record submitted so far and every spooled one, this process's and
+        those earlier processes left, is in the database: only then does the table hold every
+        acknowledged reading (what rebuilding online state needs). False at once while the
+        database is down, and on timeout."""
+        deadline = time.monotonic() + timeout
+        if not self._leftovers_done.wait(timeout):
+            return False
+        if not self.flush(max(0.0, deadline - time.monotonic())):
+            return False
+        with self._cond:
+            self._cond.wait_for(
+                lambda: not self._healthy or self._spooled == 0,
+                max(0.0, deadline - time.monotonic()),
+            )
+            return self._healthy and self._spooled == 0
+
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every record submitted so far is committed or spooled; False on timeout."""
         with self._cond:
@@ -195,12 +242,14 @@ class RecordWriter:
             return self._cond.wait_for(lambda: self._settled >= target, timeout)
 
     def status(self) -> dict[str, Any]:
-        """For ``/health``: database ``ok``/``down``, records queued, records in spool files."""
+        """For ``/health``: database ``ok``/``down``, records queued, records in spool files,
+        records the database refused (set aside under ``rejected/``)."""
         with self._cond:
             return {
                 "database": "ok" if self._healthy else "down",
                 "queued": self._submitted - self._settled,
                 "spooled": self._spooled,
+                "rejected": self._rejected,
             }
 
     @property
@@ -255,6 +304,7 @@ class RecordWriter:
     def _run(self) -> None:
         try:
             self._guard(self._startup)
+            self._leftovers_done.set()
             while True:
                 self._guard(self._step)
                 drained = self._queue.empty() and not self._stash
@@ -292,8 +342,10 @@ class RecordWriter:
             self._maintain()
 
     def _take(self) -> list[_Item]:
-        """The next batch: up to ``batch_size`` records, or what arrived within ``flush_interval``
-        of the first; a ``None`` wake-up (flush, close) cuts the wait short."""
+        """The next batch: the first record to arrive (waiting at most ``flush_interval``, so
+        the thread also wakes to ping and replay), then whatever else is queued by then, up to
+        ``batch_size``. No timer: requests wait for their records to settle, and under load the
+        queue fills while the previous batch commits (group commit)."""
         try:
             first = self._queue.get(timeout=self._flush_interval)
         except queue.Empty:
@@ -301,19 +353,13 @@ class RecordWriter:
         if first is None:
             return []
         batch = [first]
-        deadline = time.monotonic() + self._flush_interval
         while len(batch) < self._batch_size:
-            remaining = deadline - time.monotonic()
             try:
-                item = (
-                    self._queue.get(timeout=remaining)
-                    if remaining > 0
-                    else self._queue.get_nowait()
-                )
+                item = self._queue.get_nowait()
             except queue.Empty:
                 break
             if item is None:
-                break
+                continue
             batch.append(item)
         return batch
 
@@ -377,8 +423,19 @@ class RecordWriter:
                 if kind == "prediction":
                     self._pending.pop(str(row.get("id")), None)
             if settle:
-                self._settled += len(items)
-                self._cond.notify_all()
+                self._settle(len(items))
+
+    def _settle(self, count: int) -> None:
+        """Count ``count`` more records settled and run the callbacks now due; call with
+        ``_cond`` held."""
+        self._settled += count
+        self._cond.notify_all()
+        while self._waiters and self._waiters[0][0] <= self._settled:
+            callback = heapq.heappop(self._waiters)[2]
+            try:
+                callback()
+            except Exception:  # a waiter's bug must not stop the writer
+                log.exception("record writer: a settle callback failed")
 
     def _reject(self, record: dict[str, Any], error: str) -> None:
         """Keep a record that can never be written under ``rejected/``, with the reason."""
@@ -402,6 +459,7 @@ class RecordWriter:
         self._next_maintain = time.monotonic() + self._retry_interval
         with self._cond:
             was_healthy, self._healthy = self._healthy, False
+            self._cond.notify_all()
         if was_healthy:
             log.warning(
                 "database %s unavailable, spooling records under %s: %s",
@@ -418,6 +476,7 @@ class RecordWriter:
             return
         with self._cond:
             was_down, self._healthy = not self._healthy, True
+            self._cond.notify_all()
         if was_down:
             log.info(
                 "database %s is back; replaying %d spooled records",
@@ -472,8 +531,7 @@ class RecordWriter:
         active.rows += len(lines)
         with self._cond:
             self._spooled += len(lines)
-            self._settled += len(items)
-            self._cond.notify_all()
+            self._settle(len(items))
         if active.handle.tell() >= _ROLL_BYTES:
             self._seal()
 
@@ -595,6 +653,7 @@ class RecordWriter:
         spool.handle.close()
         with self._cond:
             self._spooled -= spool.rows
+            self._cond.notify_all()
         log.info("replayed %d spooled records from %s", len(items), spool.path.name)
         return True
 

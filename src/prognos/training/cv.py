@@ -11,9 +11,12 @@ predictions only, so the reported ensemble figures never saw their own validatio
 
 from __future__ import annotations
 
+import itertools
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +28,7 @@ from prognos.features import FeaturePipeline
 from prognos.fleet import ASSET, TIME, FleetSpec
 from prognos.models.base import Member, Targets
 from prognos.models.bundle import PostProcessing, model_input
+from prognos.models.decision import conformal_min_rows
 from prognos.training.config import TrainConfig
 
 Progress = Callable[[str], None]
@@ -95,19 +99,25 @@ def cross_validate(
     )
     members = config.active_members()
     splitter = GroupKFold(n_splits=config.folds, shuffle=True, random_state=config.seed)
-    frames: list[pd.DataFrame] = []
-    fit_seconds = dict.fromkeys(members, 0.0)
+    # Folds and cut rows first (cheap, no model): whether the folds can be cross-fitted is known
+    # before any member trains.
+    plan: list[tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]] = []
     for fold, (train_idx, val_idx) in enumerate(splitter.split(readings, groups=assets)):
-        train, val = readings.iloc[train_idx], readings.iloc[val_idx]
-        pipeline = FeaturePipeline(fleet, config.features).fit(train)
-        x_train = model_input(pipeline, train, config.window)
         cuts = cut_rows(
-            val,
+            readings.iloc[val_idx],
             labels["rul"].iloc[val_idx],
             config.cuts_per_asset,
             config.max_cut_rul * rul_cap,
             config.seed + fold,
         )
+        plan.append((train_idx, val_idx, cuts))
+    _check_calibration_rows([assets[val_idx[cuts]] for _, val_idx, cuts in plan], config)
+    frames: list[pd.DataFrame] = []
+    fit_seconds = dict.fromkeys(members, 0.0)
+    for fold, (train_idx, val_idx, cuts) in enumerate(plan):
+        train, val = readings.iloc[train_idx], readings.iloc[val_idx]
+        pipeline = FeaturePipeline(fleet, config.features).fit(train)
+        x_train = model_input(pipeline, train, config.window)
         x_val = model_input(pipeline, val, config.window, cuts)
         rows = val_idx[cuts]
         frame = pd.DataFrame(
@@ -129,7 +139,14 @@ def cross_validate(
             member = make_member(name, config.members[name].params, config.seed)  # type: ignore[index]
             member.fit(x_train, targets.take(train_idx))
             fit_seconds[name] += time.perf_counter() - start
-            frame[f"rul__{name}"], frame[f"proba__{name}"] = member.predict_rul_and_proba(x_val)
+            rul_hat, proba_hat = member.predict_rul_and_proba(x_val)
+            if not (np.isfinite(rul_hat).all() and np.isfinite(proba_hat).all()):
+                # Would otherwise surface later as a bare ValueError from the weights or metrics.
+                raise ConfigError(
+                    f"member {name!r} predicted non-finite values on fold {fold + 1} (a diverged "
+                    f"fit?): check members.{name}.params in the train config"
+                )
+            frame[f"rul__{name}"], frame[f"proba__{name}"] = rul_hat, proba_hat
         frames.append(frame)
     oof = pd.concat(frames, ignore_index=True)
     ensemble = [str(m) for m in config.ensemble if m in members]
@@ -141,6 +158,45 @@ def cross_validate(
         fit_seconds=fit_seconds,
         fold_thresholds=thresholds,
     )
+
+
+def _check_calibration_rows(scored_assets: list[NDArray[Any]], config: TrainConfig) -> None:
+    """Refuse folds whose cross-fitted post-processing would give an infinite RUL interval.
+
+    ``scored_assets`` holds, per fold, the asset of each of its cut rows. Each fold is scored with
+    post-processing learned on the other folds' cut rows only. The ensemble weights, calibrator
+    and thresholds are defined on any non-empty set of rows (the calibrator falls back to identity
+    on one class and to Platt on one asset), but a split-conformal interval at coverage c is
+    finite only with at least c / (1 - c) rows (9 at 90%). Rule: every fold must leave that many
+    cut rows outside it, i.e. ceil(rows / cuts_per_asset) assets with full cuts. The final model
+    calibrates on all folds' rows, a superset, so its interval is then finite too. Refusing is the
+    honest answer: any finite width from fewer rows would claim a coverage it cannot guarantee.
+    """
+    needed = conformal_min_rows(config.coverage)
+    total = sum(len(rows) for rows in scored_assets)
+    for fold, rows in enumerate(scored_assets):
+        outside = total - len(rows)
+        if outside >= needed:
+            continue
+        n_assets = len(np.unique(np.concatenate(scored_assets)))
+        in_fold = len(np.unique(rows))
+        per_fold = math.ceil(needed / config.cuts_per_asset)  # assets needed outside each fold
+        k = config.folds
+        # Folds are asset-balanced (GroupKFold with shuffle), so the largest holds ceil(n / k).
+        least = next(n for n in itertools.count(k) if n - math.ceil(n / k) >= per_fold)
+        better = [
+            f for f in range(k + 1, n_assets + 1) if n_assets - math.ceil(n_assets / f) >= per_fold
+        ]
+        hint = f"set folds: {better[0]}, " if better else ""
+        raise ConfigError(
+            f"{n_assets} assets cannot fill {k} cross-validation folds for a "
+            f"{100 * config.coverage:g}% RUL interval: fold {fold + 1} holds {in_fold} of them, "
+            f"leaving {outside} cut rows from {n_assets - in_fold} asset(s) on the other folds to "
+            f"calibrate it, and a finite split-conformal interval needs at least {needed}; with "
+            f"cuts_per_asset={config.cuts_per_asset} that takes {per_fold} assets outside every "
+            f"fold, so at least {least} assets for folds={k}: {hint}add assets, raise "
+            "cuts_per_asset or lower coverage in the train config"
+        )
 
 
 SCORED = ("rul", "rul_lower", "rul_upper", "proba", "alert", "alert_f2")

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from prognos.errors import NotFoundError
 from prognos.serving.deps import Reader, RuntimeDep
-from prognos.serving.schemas import AssetOut, AssetsOut, AssetStateOut, AssetSummary
+from prognos.serving.schemas import AssetId, AssetOut, AssetsOut, AssetStateOut, AssetSummary
 from prognos.storage import repository
 
 router = APIRouter(tags=["assets"])
@@ -41,7 +41,7 @@ async def list_assets(
 
 @router.get("/assets/{asset_id}", response_model=AssetOut)
 async def get_asset(
-    asset_id: str,
+    asset_id: AssetId,
     runtime: RuntimeDep,
     _: Reader,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,

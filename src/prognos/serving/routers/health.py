@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse, Response
 
 from prognos.serving.deps import RuntimeDep
 from prognos.serving.schemas import HealthOut
+from prognos.serving.status import health_report
 
 router = APIRouter(tags=["operations"])
 
@@ -15,7 +16,7 @@ router = APIRouter(tags=["operations"])
 def health(runtime: RuntimeDep) -> JSONResponse:
     """``ok`` or ``degraded`` with the state of each dependency; 503 only when no model is loaded
     (a load balancer should not route predictions here), 200 otherwise."""
-    body = HealthOut.model_validate(runtime.health())
+    body = HealthOut.model_validate(health_report(runtime))
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if body.model_loaded else 503)
 
 
@@ -23,5 +24,5 @@ def health(runtime: RuntimeDep) -> JSONResponse:
 def metrics(runtime: RuntimeDep) -> Response:
     """Prometheus exposition: requests and latency by endpoint and status, predictions by risk
     level, the model version, errors, dependency state, compute batch sizes."""
-    runtime.health()  # refreshes the dependency gauges
+    health_report(runtime)  # refreshes the dependency gauges
     return runtime.telemetry.exposition()

@@ -63,6 +63,7 @@ async def predict(body: ReadingIn, runtime: RuntimeDep, _: Forecaster) -> FastJS
     assert outcome.prediction is not None
     latency = (time.perf_counter() - start) * 1000.0
     log_prediction(runtime, outcome.prediction, latency)
+    await runtime.acknowledge()  # the reading and the prediction are durable before the 200
     return FastJSONResponse(
         prediction_payload(outcome.prediction, model, latency, runtime.settings.top_features)
     )
@@ -115,6 +116,7 @@ async def batch_predict(
         predictions.append(
             prediction_payload(outcome.prediction, model, latency, runtime.settings.top_features)
         )
+    await runtime.acknowledge()
     return FastJSONResponse(
         {
             "predictions": predictions,

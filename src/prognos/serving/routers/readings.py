@@ -28,10 +28,13 @@ async def post_readings(
 ) -> ReadingsOut | JSONResponse:
     """Accept one reading or ``{"readings": [...]}`` in time order per asset.
 
-    Each reading is judged alone: a repeat of an accepted (asset, time) is a ``duplicate``
-    (idempotent, nothing changes); an older one than the asset's latest, a missing or
-    out-of-range value is ``rejected`` with the reason. Accepted readings are stored and update
-    the asset's state; the response is 422 only when none was accepted or duplicate.
+    Each reading is judged alone: a repeat of the asset's latest reading with the same values is
+    a ``duplicate`` (idempotent, nothing changes); the same time with other values is rejected
+    as a ``conflict`` naming both values (the accepted one stands); an older one than the
+    asset's latest, a missing or out-of-range value, or a time of the wrong kind is
+    ``rejected`` with the reason. Accepted readings are stored (durably, before the answer) and
+    update the asset's state; when none was accepted or duplicate the response is 409 if every
+    one clashed with what is stored, 422 otherwise.
     """
     model = require_model(runtime)
     readings = body.readings if isinstance(body, ReadingsIn) else [body]
@@ -47,6 +50,7 @@ async def post_readings(
     assert runtime.batcher is not None
     outcomes = await runtime.batcher.submit("ingest", [r.as_reading() for _, r in valid])
     raise_unavailable(outcomes)
+    await runtime.acknowledge()  # accepted readings are durable before the answer
     for (i, reading), outcome in zip(valid, outcomes, strict=True):
         if outcome.error is not None:
             results[i] = _rejected(i, reading, outcome.error)
@@ -64,7 +68,10 @@ async def post_readings(
         results=final,
     )
     if out.accepted == 0 and out.duplicates == 0:
-        return JSONResponse(out.model_dump(mode="json"), status_code=422)
+        # 409 when every reading clashes with what is stored (older than the latest, or other
+        # values at an accepted time); 422 when some reading is invalid in itself.
+        clash = all(r.reason in ("out_of_order", "conflict") for r in final)
+        return JSONResponse(out.model_dump(mode="json"), status_code=409 if clash else 422)
     return out
 
 

@@ -1,0 +1,133 @@
+"""POST /feedback stores what the operator said (the failure cycle too) and refuses outcomes that
+contradict themselves or the prediction they judge, naming the fields."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from prognos.serving.app import create_app
+from prognos.storage import repository
+from tests.helpers.serving import body_for, open_settings, readings
+from tests.serving.conftest import Trained
+from tests.storage import prediction
+
+# A prediction made on a timestamped reading: its time is nanoseconds since the epoch.
+STAMPED_AT = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def client(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    db = tmp_path_factory.mktemp("feedback") / "db.sqlite"
+    settings = open_settings(trained, db, compute_process=False)
+    with TestClient(create_app(settings)) as client:
+        runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        stamped = prediction("stamped", id="pred_stamped", created_at=STAMPED_AT)
+        stamped["time"] = int(pd.Timestamp(STAMPED_AT).value)
+        repository.insert_predictions(runtime.db, [stamped])
+        yield client
+
+
+@pytest.fixture(scope="module")
+def predicted(client: TestClient, trained: Trained) -> dict[str, Any]:
+    """The answer to the last of 20 readings of one asset (its cycle is ``time``)."""
+    out: dict[str, Any] = {}
+    for row in readings(trained, 1, 20):
+        response = client.post("/predict", json=body_for(row))
+        assert response.status_code == 200, response.text
+        out = response.json()
+    return out
+
+
+def feedback(predicted: dict[str, Any], **outcome: Any) -> dict[str, Any]:
+    return {
+        "equipment_id": predicted["equipment_id"],
+        "prediction_id": predicted["prediction_id"],
+        "actual_outcome": {"failure_occurred": True, **outcome},
+    }
+
+
+def labels(client: TestClient) -> pd.DataFrame:
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    assert runtime.writer.flush(10)
+    return repository.feedback_labels(runtime.db).set_index("feedback_id")
+
+
+def test_the_failure_cycle_is_stored(client: TestClient, predicted: dict[str, Any]) -> None:
+    body = feedback(predicted, failure_cycle=predicted["time"] + 30, failure_type="blade")
+    response = client.post("/feedback", json=body)
+    assert response.status_code == 201, response.text
+    assert response.json()["prediction_accuracy"]["actual_rul_cycles"] == 30
+    row = labels(client).loc[response.json()["feedback_id"]]
+    assert row["failure_cycle"] == predicted["time"] + 30
+    assert row["prediction_time"] == predicted["time"]
+    assert row["failure_type"] == "blade"
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        {"failure_cycle": 500},
+        {"failure_timestamp": "2026-03-01T12:00:00Z"},
+        {"failure_type": "blade"},
+        {"failure_cycle": 500, "failure_type": "blade"},
+    ],
+)
+def test_no_failure_with_a_failure_detail_is_refused(
+    client: TestClient, predicted: dict[str, Any], given: dict[str, Any]
+) -> None:
+    body = feedback(predicted, **given)
+    body["actual_outcome"]["failure_occurred"] = False
+    response = client.post("/feedback", json=body)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert error["field"] == "actual_outcome"
+    assert error["message"].startswith("failure_occurred is false, yet")
+    assert all(name in error["message"] for name in given)
+
+
+def test_no_failure_with_notes_is_recorded(client: TestClient, predicted: dict[str, Any]) -> None:
+    body = feedback(predicted, inspection_notes="all blades fine")
+    body["actual_outcome"]["failure_occurred"] = False
+    response = client.post("/feedback", json=body)
+    assert response.status_code == 201, response.text
+    row = labels(client).loc[response.json()["feedback_id"]]
+    assert not row["failure_occurred"] and pd.isna(row["failure_cycle"])
+
+
+def test_a_failure_before_the_predicted_cycle_is_refused(
+    client: TestClient, predicted: dict[str, Any]
+) -> None:
+    before = client.post("/feedback", json=feedback(predicted, failure_cycle=predicted["time"] - 1))
+    assert before.status_code == 422, before.text
+    assert before.json()["errors"][0]["field"] == "actual_outcome.failure_cycle"
+    assert f"before cycle {predicted['time']}" in before.json()["detail"]
+    same = client.post("/feedback", json=feedback(predicted, failure_cycle=predicted["time"]))
+    assert same.status_code == 201, same.text
+
+
+def test_a_failure_before_the_predicted_timestamp_is_refused(client: TestClient) -> None:
+    stamped = {"equipment_id": "stamped", "prediction_id": "pred_stamped"}
+    before = client.post(
+        "/feedback",
+        json={**stamped, "actual_outcome": {"failure_occurred": True,
+                                            "failure_timestamp": "2026-03-01T09:59:59Z"}},
+    )  # fmt: skip
+    assert before.status_code == 422, before.text
+    assert before.json()["errors"][0]["field"] == "actual_outcome.failure_timestamp"
+    after = client.post(
+        "/feedback",
+        json={**stamped, "actual_outcome": {"failure_occurred": True, "failure_cycle": 3,
+                                            "failure_timestamp": "2026-03-01T11:00:00+01:00"}},
+    )  # fmt: skip
+    assert after.status_code == 201, after.text
+    # A cycle cannot be compared with a timestamped prediction: stored, but no accuracy.
+    assert after.json()["prediction_accuracy"] is None
+    row = labels(client).loc[after.json()["feedback_id"]]
+    assert row["failure_cycle"] == 3
+    assert row["failure_time"] == pd.Timestamp("2026-03-01T10:00:00Z")
