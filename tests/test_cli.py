@@ -9,30 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from typer.testing import CliRunner, Result
 
-from prognos.cli import app
 from prognos.data.sources import load_source
 from prognos.fleet import ASSET, TIME
-
-
-def run(*args: str | Path, env: dict[str, str] | None = None) -> Result:
-    runner = CliRunner(env={"COLUMNS": "200", **(env or {})})
-    return runner.invoke(app, [str(a) for a in args])
+from tests.helpers.cli import assert_one_line_error, run
 
 
 def files_under(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
-
-
-def assert_one_line_error(result: Result, *needles: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    for needle in needles:
-        assert needle in lines[0]
-    assert "Traceback" not in result.output
 
 
 # A tiny fleet with declared ranges, so that out-of-range values exist.

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from prognos.config import Settings, get_settings
 from prognos.errors import StorageUnavailableError
 from prognos.serving.app import create_app
+from prognos.serving.ratelimit import RateLimitedError, RateLimiter
 from prognos.serving.security import (
     REVOCATION_BOUND_SECONDS,
     AuthError,
@@ -23,15 +24,13 @@ from prognos.serving.security import (
     KeyCache,
     KeyFile,
     Principal,
-    RateLimitedError,
-    RateLimiter,
     digest,
 )
 from prognos.storage import repository
 from prognos.storage.database import Database
+from tests.helpers.cli import run
 from tests.helpers.serving import body_for, readings
 from tests.serving.conftest import Trained
-from tests.test_cli import run
 
 # Nothing listens on port 1: connections are refused at once, as for a database that is down.
 DATABASE_DOWN = "postgresql+psycopg://postgres@127.0.0.1:1/prognos"

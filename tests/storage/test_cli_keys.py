@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from prognos.storage import Database, audit_events, verify_api_key
-from tests.test_cli import assert_one_line_error, run
+from tests.helpers.cli import assert_one_line_error, run
 
 
 @pytest.fixture(autouse=True)

@@ -34,8 +34,9 @@ from prognos.serving.loading import (
     settle_heap,
 )
 from prognos.serving.predictor import reading_log_row
+from prognos.serving.ratelimit import RateLimiter
 from prognos.serving.scoring import ComputeLostError, LocalScorer, Scorer, ServedModel
-from prognos.serving.security import KeyCache, RateLimiter, key_cache
+from prognos.serving.security import KeyCache, key_cache
 from prognos.serving.telemetry import Telemetry
 from prognos.storage.database import Database, database_url
 from prognos.storage.writer import RecordWriter

@@ -1,4 +1,4 @@
-"""API keys with scopes, and a rate limit per key.
+"""API keys with scopes: verification, caching and revocation.
 
 Keys are verified against their stored hash in the database, then cached for ``CACHE_SECONDS``:
 the hot path does not touch the database. Revocation does not wait for the cache: the worker
@@ -11,10 +11,7 @@ that outlives restarts: used only when the database cannot be reached, for at mo
 ``key_cache_offline_seconds`` after the key was verified, so that a service started during a
 database outage keeps serving known keys.
 
-The rate limit is a sliding log per key: at most the limit in ANY 60 s, not per calendar minute.
-In Redis when configured (one Lua script, so every worker and replica counts together); in
-process otherwise, and also while Redis is unreachable (a limiter that fails closed would turn a
-Redis outage into a full outage).
+The rate limit per key is in ``ratelimit``.
 """
 
 from __future__ import annotations
@@ -25,20 +22,15 @@ import fcntl
 import hashlib
 import json
 import logging
-import math
 import os
-import secrets
 import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import redis
 
 from prognos.errors import PrognosError, StorageUnavailableError
 from prognos.storage import repository
@@ -55,7 +47,6 @@ CACHE_SECONDS = 60.0
 # (one interval plus the query, with room for a busy loop).
 REVOCATION_CHECK_SECONDS = 1.0
 REVOCATION_BOUND_SECONDS = 2.0
-RATE_WINDOW_SECONDS = 60.0
 
 
 class AuthError(PrognosError):
@@ -64,14 +55,6 @@ class AuthError(PrognosError):
 
 class ForbiddenError(PrognosError):
     """A valid key without the scope the endpoint needs (HTTP 403)."""
-
-
-class RateLimitedError(PrognosError):
-    """Too many requests for this key in the last minute (HTTP 429)."""
-
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -342,75 +325,3 @@ def key_cache(settings: Settings, db: Database) -> KeyCache:
     offline = settings.key_cache_offline_seconds
     store = KeyFile(settings.home / "keys" / "verified.json") if offline > 0 else None
     return KeyCache(DatabaseKeys(db), store=store, offline_seconds=offline)
-
-
-# Sliding log in a sorted set: drop what left the window, count, add when under the limit. When
-# full, answers the seconds until the oldest entry that frees a slot leaves the window.
-_SLIDING_LOG = """
-local now, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local count = redis.call('ZCARD', KEYS[1])
-if count < limit then
-  redis.call('ZADD', KEYS[1], now, ARGV[4])
-  redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000))
-  return ''
-end
-local freeing = redis.call('ZRANGE', KEYS[1], count - limit, count - limit, 'WITHSCORES')
-return tostring(tonumber(freeing[2]) + window - now)
-"""
-
-
-class RateLimiter:
-    """At most a key's limit in any ``RATE_WINDOW_SECONDS``; Redis-backed when a client is
-    given. Refused requests are not counted, so a client that waits ``Retry-After`` gets in."""
-
-    def __init__(
-        self,
-        default_per_minute: int,
-        client: Any | None = None,
-        prefix: str = "",
-        *,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.default = default_per_minute
-        self._client = client
-        self._script = client.register_script(_SLIDING_LOG) if client is not None else None
-        self._prefix = f"{prefix}:ratelimit:"
-        self._clock = clock  # wall clock: workers on several hosts share the Redis log
-        self._logs: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-        self._redis_down_until = 0.0
-
-    def hit(self, principal: Principal) -> None:
-        limit = principal.rate_limit_per_minute or self.default
-        wait = self._wait(principal.name, limit, self._clock())
-        if wait is not None:
-            raise RateLimitedError(
-                f"rate limit of {limit} requests per minute exceeded for {principal.name!r}",
-                retry_after=max(1, math.ceil(wait)),
-            )
-
-    def _wait(self, name: str, limit: int, now: float) -> float | None:
-        """Record a request; None when allowed, else seconds until one would be."""
-        if self._script is not None and time.monotonic() >= self._redis_down_until:
-            member = secrets.token_hex(8)
-            args = [repr(now), repr(RATE_WINDOW_SECONDS), limit, member]
-            try:
-                answer = self._script(keys=[f"{self._prefix}{name}"], args=args)
-            except redis.RedisError:
-                # Counted in process meanwhile; Redis is tried again in a few seconds rather than
-                # on every request (each try would cost its timeout).
-                self._redis_down_until = time.monotonic() + 5.0
-            else:
-                return float(answer) if answer else None
-        horizon = now - RATE_WINDOW_SECONDS
-        with self._lock:
-            if len(self._logs) > 50_000:
-                self._logs = {k: v for k, v in self._logs.items() if v and v[-1] > horizon}
-            entries = self._logs.setdefault(name, deque())
-            while entries and entries[0] <= horizon:
-                entries.popleft()
-            if len(entries) < limit:
-                entries.append(now)
-                return None
-            return entries[len(entries) - limit] + RATE_WINDOW_SECONDS - now
