@@ -156,7 +156,6 @@ def test_non_finite_numbers_get_422_naming_the_field(
         expected = field
     response = post(client, endpoint, raw(body, token))
     assert response.status_code == 422, response.text
-    # endswith: /readings still names its union member first (see the xfail below)
     [error] = [e for e in response.json()["errors"] if e["field"].endswith(expected)]
     assert error["message"] == "Input should be a finite number"
 
@@ -239,11 +238,6 @@ def test_text_with_nul_gets_422(client: TestClient, reading: dict[str, Any]) -> 
     assert fields == {"actual_outcome.failure_type", "actual_outcome.inspection_notes"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs routers/readings.py to declare `body: ReadingsBody` (schemas) instead of the "
-    "plain union `ReadingsIn | ReadingIn`, whose errors carry both members' pydantic tags",
-)
 def test_readings_errors_name_the_reading_and_field(
     client: TestClient, reading: dict[str, Any]
 ) -> None:

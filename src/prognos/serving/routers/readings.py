@@ -13,7 +13,13 @@ from prognos.serving.routers.common import (
     check_channels,
     require_model,
 )
-from prognos.serving.schemas import ReadingIn, ReadingOutcome, ReadingsIn, ReadingsOut
+from prognos.serving.schemas import (
+    ReadingIn,
+    ReadingOutcome,
+    ReadingsBody,
+    ReadingsIn,
+    ReadingsOut,
+)
 
 router = APIRouter(tags=["readings"])
 
@@ -24,7 +30,7 @@ router = APIRouter(tags=["readings"])
     responses={422: {"description": "Every reading was rejected; each says why"}},
 )
 async def post_readings(
-    body: ReadingsIn | ReadingIn, runtime: RuntimeDep, _: Ingester
+    body: ReadingsBody, runtime: RuntimeDep, _: Ingester
 ) -> ReadingsOut | JSONResponse:
     """Accept one reading or ``{"readings": [...]}`` in time order per asset.
 
