@@ -205,6 +205,13 @@ def test_bad_requests_get_clear_422s_and_413(
         headers={**headers, "Content-Type": "application/json"},
     )
     assert huge.status_code == 413 and "limit" in huge.json()["detail"]
+    # One asset, one time kind: this fleet counts cycles, so a timestamp is refused by name
+    # (it would have been stored as ~1.8e18 "cycles", after which every cycle is "older").
+    stamped = {k: v for k, v in body_for(row).items() if k != "cycle"}
+    wrong = client.post("/predict", json={**stamped, "timestamp": "2026-01-01T00:00:00Z"},
+                        headers=headers)  # fmt: skip
+    assert wrong.status_code == 422 and wrong.json()["reason"] == "time_kind", wrong.text
+    assert client.post("/predict", json=body_for(row), headers=headers).status_code == 200
     too_many = {"readings": [body_for(row)] * 1001}  # over PROGNOS_MAX_BATCH (1000)
     over = client.post("/readings", json=too_many, headers={"X-API-Key": keys["admin"]})
     assert over.status_code == 422 and "batch limit of 1000" in over.json()["detail"]
@@ -263,6 +270,29 @@ def test_health_and_metrics(service: tuple[TestClient, dict[str, str]], trained:
     assert 'prognos_model_info{name="tiny",version="1"} 1.0' in text
     assert "prognos_predictions_total{risk_level=" in text
     assert 'prognos_dependency_up{dependency="database"} 1.0' in text
+
+
+def test_a_record_the_database_refuses_later_is_counted_in_health_and_metrics(
+    trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validation should make this impossible; if it happens anyway it must not go unseen."""
+    from prognos.errors import StorageError
+    from prognos.storage import writer as writer_module
+
+    real = writer_module.insert_records
+
+    def refuse_predictions(db: Any, records: Any, **kwargs: Any) -> Any:
+        if "prediction" in records:
+            raise StorageError("value out of range (test)")
+        return real(db, records, **kwargs)
+
+    monkeypatch.setattr(writer_module, "insert_records", refuse_predictions)
+    with TestClient(create_app(open_settings(trained, tmp_path / "db.sqlite"))) as client:
+        [row] = readings(trained, 1, 1)
+        assert client.post("/predict", json=body_for(row)).status_code == 200
+        health = client.get("/health").json()
+        assert health["detail"]["log_records"]["rejected"] == 1
+        assert "prognos_log_records_rejected 1.0" in client.get("/metrics").text
 
 
 def test_restart_rebuilds_state_from_stored_readings(trained: Trained, tmp_path: Path) -> None:
