@@ -19,7 +19,7 @@ from prognos.registry.tracking import connect
 from prognos.serving.app import create_app
 from prognos.serving.loading import load_champion
 from prognos.serving.schemas import BatchPredictOut, PredictionOut
-from prognos.storage import repository
+from prognos.storage import api_keys, repository
 from prognos.storage.database import Database, database_url
 from tests.helpers.serving import body_for, open_settings, readings
 from tests.serving.conftest import Trained
@@ -32,10 +32,10 @@ def service(trained: Trained, tmp_path: Path) -> Iterator[tuple[TestClient, dict
     db = Database(database_url(settings))
     db.upgrade()
     keys = {
-        scope: repository.create_api_key(db, f"key-{scope}", [scope])[0]
+        scope: api_keys.create_api_key(db, f"key-{scope}", [scope])[0]
         for scope in ("read", "predict", "ingest", "admin")
     }
-    keys["limited"] = repository.create_api_key(db, "limited", ["predict"], 3)[0]
+    keys["limited"] = api_keys.create_api_key(db, "limited", ["predict"], 3)[0]
     db.dispose()
     with TestClient(create_app(settings)) as client:
         yield client, keys

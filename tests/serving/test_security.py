@@ -26,7 +26,7 @@ from prognos.serving.security import (
     Principal,
     digest,
 )
-from prognos.storage import repository
+from prognos.storage import api_keys
 from prognos.storage.database import Database
 from tests.helpers.cli import run
 from tests.helpers.serving import body_for, readings
@@ -131,12 +131,12 @@ def test_the_limit_holds_over_any_sixty_seconds_across_workers_in_redis(
 
 
 def test_a_revocation_elsewhere_is_dropped_at_the_next_check(db: Database, tmp_path: Path) -> None:
-    key, _ = repository.create_api_key(db, "plant", ["predict"])
+    key, _ = api_keys.create_api_key(db, "plant", ["predict"])
     cache = KeyCache(DatabaseKeys(db), store=KeyFile(tmp_path / "verified.json"))
     assert cache.check_revocations()  # the first check reads the marker
     assert cache.principal(key).name == "plant" and cache.cached(key) is not None
     assert not cache.check_revocations()  # nothing revoked since
-    repository.revoke_api_key(db, "plant")
+    api_keys.revoke_api_key(db, "plant")
     assert cache.cached(key) is not None  # what the check is for: the cache alone would serve it
     assert cache.check_revocations()
     assert cache.cached(key) is None
@@ -149,8 +149,8 @@ def test_verified_keys_outlive_a_restart_as_hashes_for_a_bounded_time(
     db: Database, tmp_path: Path
 ) -> None:
     path = tmp_path / "keys" / "verified.json"
-    key, _ = repository.create_api_key(db, "plant", ["predict", "read"], 30)
-    never_used, _ = repository.create_api_key(db, "spare", ["read"])
+    key, _ = api_keys.create_api_key(db, "plant", ["predict", "read"], 30)
+    never_used, _ = api_keys.create_api_key(db, "spare", ["read"])
     KeyCache(DatabaseKeys(db), store=KeyFile(path)).principal(key)
     text = path.read_text()
     assert digest(key) in text and key not in text and "spare" not in text
@@ -172,8 +172,8 @@ def test_verified_keys_outlive_a_restart_as_hashes_for_a_bounded_time(
     # at its next use or at the first revocation check after a restart.
     spare_cache = KeyCache(DatabaseKeys(db), store=KeyFile(path))
     spare_cache.principal(never_used)
-    repository.revoke_api_key(db, "plant")
-    repository.revoke_api_key(db, "spare")
+    api_keys.revoke_api_key(db, "plant")
+    api_keys.revoke_api_key(db, "spare")
     back = KeyCache(DatabaseKeys(db), store=KeyFile(path))
     with pytest.raises(AuthError):
         back.principal(key)
@@ -186,12 +186,12 @@ def test_verified_keys_outlive_a_restart_as_hashes_for_a_bounded_time(
 def test_revocations_are_read_from_postgresql(postgres_url: str) -> None:
     db = Database(postgres_url)
     db.upgrade()
-    key, _ = repository.create_api_key(db, "plant", ["predict"])
+    key, _ = api_keys.create_api_key(db, "plant", ["predict"])
     cache = KeyCache(DatabaseKeys(db))
     cache.check_revocations()
     assert cache.principal(key).name == "plant"
     assert not cache.check_revocations()
-    repository.revoke_api_key(db, "plant")
+    api_keys.revoke_api_key(db, "plant")
     assert cache.check_revocations() and cache.cached(key) is None
     with pytest.raises(AuthError):
         cache.principal(key)
@@ -220,9 +220,9 @@ def test_a_revoked_key_is_refused_at_once_here_and_within_the_bound_by_other_wor
     db_url = f"sqlite:///{tmp_path / 'service.db'}"
     db = Database(db_url)
     db.upgrade()
-    admin = repository.create_api_key(db, "ops", ["admin"])[0]
-    by_api = repository.create_api_key(db, "dashboard", ["read"])[0]
-    by_cli = repository.create_api_key(db, "plant", ["read"])[0]
+    admin = api_keys.create_api_key(db, "ops", ["admin"])[0]
+    by_api = api_keys.create_api_key(db, "dashboard", ["read"])[0]
+    by_cli = api_keys.create_api_key(db, "plant", ["read"])[0]
     db.dispose()
     settings = _service(trained, tmp_path / "home", db_url)
     # Two service instances on one database, as two workers (or replicas) are.
@@ -263,8 +263,8 @@ def test_a_service_started_while_the_database_is_away_serves_known_keys(
     db_url = f"sqlite:///{tmp_path / 'service.db'}"
     db = Database(db_url)
     db.upgrade()
-    known = repository.create_api_key(db, "plant", ["predict"])[0]
-    never_used = repository.create_api_key(db, "spare", ["predict"])[0]
+    known = api_keys.create_api_key(db, "plant", ["predict"])[0]
+    never_used = api_keys.create_api_key(db, "spare", ["predict"])[0]
     db.dispose()
     home = tmp_path / "home"
     first, second = readings(trained, 4, 2)

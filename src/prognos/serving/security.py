@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prognos.errors import PrognosError, StorageUnavailableError
-from prognos.storage import repository
+from prognos.storage import api_keys
 
 if TYPE_CHECKING:
     from prognos.config import Settings
@@ -92,16 +92,16 @@ class DatabaseKeys:
         self._db = db
 
     def verify(self, key: str) -> Principal | None:
-        info = repository.verify_api_key(self._db, key)
+        info = api_keys.verify_api_key(self._db, key)
         if info is None:
             return None
         return Principal(info.name, frozenset(info.scopes), info.rate_limit_per_minute)
 
     def marker(self) -> Hashable:
-        return repository.api_key_revocations(self._db)
+        return api_keys.api_key_revocations(self._db)
 
     def revoked(self) -> set[str]:
-        return repository.revoked_api_key_hashes(self._db)
+        return api_keys.revoked_api_key_hashes(self._db)
 
 
 class KeyFile:

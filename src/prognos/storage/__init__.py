@@ -7,14 +7,19 @@ database: it hands records to a :class:`RecordWriter`, which spools them to disk
 
 from __future__ import annotations
 
+from prognos.storage.api_keys import (
+    SCOPES,
+    ApiKeyInfo,
+    create_api_key,
+    list_api_keys,
+    revoke_api_key,
+    verify_api_key,
+)
 from prognos.storage.database import Database, database_url, normalise_url
 from prognos.storage.repository import (
     KINDS,
-    SCOPES,
-    ApiKeyInfo,
     RecordKind,
     audit_events,
-    create_api_key,
     feedback_labels,
     get_prediction,
     insert_audit,
@@ -23,13 +28,10 @@ from prognos.storage.repository import (
     insert_readings,
     insert_records,
     latest_predictions,
-    list_api_keys,
     new_id,
     normalise_record,
     predictions_for_asset,
     readings_for_asset,
-    revoke_api_key,
-    verify_api_key,
 )
 from prognos.storage.writer import RecordWriter
 

@@ -1,4 +1,5 @@
-"""Reads and writes of the prediction service's records: plain functions over a :class:`Database`.
+"""Reads and writes of the prediction service's records: plain functions over a :class:`Database`
+(API keys are in :mod:`.api_keys`).
 
 Every insert is idempotent (``INSERT ... ON CONFLICT DO NOTHING`` on the record's natural or
 client-generated key), so a writer may replay a spool any number of times without duplicating or
@@ -9,22 +10,17 @@ SQLAlchemy errors leave this module as :class:`~prognos.errors.StorageError` or
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
-import secrets
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, func, select
 from sqlalchemy.engine import Connection, RowMapping
-from sqlalchemy.exc import IntegrityError
 
-from prognos.errors import ConfigError, StorageError
-from prognos.storage.models import ApiKey, AuditEvent, Feedback, Prediction, Reading
+from prognos.errors import StorageError
+from prognos.storage.models import AuditEvent, Feedback, Prediction, Reading
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,43 +28,30 @@ if TYPE_CHECKING:
     from prognos.storage.database import Database
 
 __all__ = [
-    "KEY_MARKER",
     "KINDS",
-    "SCOPES",
-    "ApiKeyInfo",
     "RecordKind",
-    "api_key_revocations",
     "audit_events",
-    "create_api_key",
     "feedback_labels",
     "get_prediction",
     "insert_audit",
     "insert_feedback",
+    "insert_ignore",
     "insert_predictions",
     "insert_readings",
     "insert_records",
     "latest_predictions",
-    "list_api_keys",
     "new_id",
     "normalise_record",
     "predictions_for_asset",
     "readings_for_asset",
-    "revoke_api_key",
-    "revoked_api_key_hashes",
-    "verify_api_key",
 ]
 
 RecordKind = Literal["reading", "prediction", "feedback", "audit"]
 KINDS: tuple[RecordKind, ...] = get_args(RecordKind)
 
-SCOPES = frozenset({"read", "predict", "ingest", "admin"})
-KEY_MARKER = "pk_"
-_PREFIX_LEN = 8
-
 _READINGS: Table = Reading.__table__  # type: ignore[assignment]
 _PREDICTIONS: Table = Prediction.__table__  # type: ignore[assignment]
 _FEEDBACK: Table = Feedback.__table__  # type: ignore[assignment]
-_API_KEYS: Table = ApiKey.__table__  # type: ignore[assignment]
 _AUDIT: Table = AuditEvent.__table__  # type: ignore[assignment]
 
 # kind -> (table, conflict key, id prefix for a client-generated key or None)
@@ -265,7 +248,7 @@ def normalise_record(kind: RecordKind, row: Mapping[str, Any]) -> dict[str, Any]
 # -------------------------------------------------------------------------------------- writing
 
 
-def _insert_ignore(conn: Connection, kind: RecordKind, rows: Sequence[dict[str, Any]]) -> int:
+def insert_ignore(conn: Connection, kind: RecordKind, rows: Sequence[dict[str, Any]]) -> int:
     """``INSERT ... ON CONFLICT (key) DO NOTHING``; the number of rows actually inserted."""
     if not rows:
         return 0
@@ -304,7 +287,7 @@ def insert_records(
         for kind, rows in records.items()
     }
     with db.begin("inserting records") as conn:
-        return {kind: _insert_ignore(conn, kind, rows) for kind, rows in prepared.items()}
+        return {kind: insert_ignore(conn, kind, rows) for kind, rows in prepared.items()}
 
 
 def insert_readings(db: Database, rows: Iterable[Mapping[str, Any]]) -> int:
@@ -464,163 +447,3 @@ def audit_events(db: Database, limit: int = 100) -> list[dict[str, Any]]:
     stmt = select(_AUDIT).order_by(a.at.desc(), a.id.desc()).limit(limit)
     with db.translate_errors("reading the audit log"), db.engine.connect() as conn:
         return [_dict(r) for r in conn.execute(stmt).mappings()]
-
-
-# ------------------------------------------------------------------------------------- API keys
-
-
-@dataclass(frozen=True)
-class ApiKeyInfo:
-    """What the service needs to know about a key; never its hash or plaintext."""
-
-    name: str
-    scopes: frozenset[str]
-    rate_limit_per_minute: int | None
-    created_at: datetime
-    revoked_at: datetime | None = None
-
-    def allows(self, scope: str) -> bool:
-        """Whether the key may use ``scope``; ``admin`` allows everything."""
-        return scope in self.scopes or "admin" in self.scopes
-
-
-def _info(row: RowMapping) -> ApiKeyInfo:
-    return ApiKeyInfo(
-        name=row["name"],
-        scopes=frozenset(row["scopes"]),
-        rate_limit_per_minute=row["rate_limit_per_minute"],
-        created_at=row["created_at"],
-        revoked_at=row["revoked_at"],
-    )
-
-
-def _hash_key(plaintext: str) -> str:
-    return hashlib.sha256(plaintext.encode("utf-8")).hexdigest()
-
-
-def _audit_row(actor: str, action: str, subject: str, details: dict[str, Any]) -> dict[str, Any]:
-    return normalise_record(
-        "audit", {"actor": actor, "action": action, "subject": subject, "details": details}
-    )
-
-
-def create_api_key(
-    db: Database,
-    name: str,
-    scopes: Iterable[str],
-    rate_limit_per_minute: int | None = None,
-    *,
-    actor: str = "cli",
-) -> tuple[str, ApiKeyInfo]:
-    """Create a key; returns its plaintext, the only time it exists outside the caller.
-
-    Only a SHA-256 hash is stored. Unknown scopes, an empty or taken name and a non-positive rate
-    limit raise :class:`ConfigError`. The creation is audited in the same transaction.
-    """
-    name = name.strip()
-    if not name:
-        raise ConfigError("an API key needs a non-empty name")
-    wanted = frozenset(s.strip() for s in scopes if s.strip())
-    unknown = wanted - SCOPES
-    if unknown:
-        raise ConfigError(
-            f"unknown API key scope(s): {', '.join(sorted(unknown))} "
-            f"(expected some of {', '.join(sorted(SCOPES))})"
-        )
-    if not wanted:
-        raise ConfigError(f"an API key needs at least one scope of {', '.join(sorted(SCOPES))}")
-    if rate_limit_per_minute is not None and rate_limit_per_minute < 1:
-        raise ConfigError(f"rate limit must be at least 1 per minute, got {rate_limit_per_minute}")
-
-    plaintext = KEY_MARKER + secrets.token_urlsafe(32)
-    now = _utcnow()
-    row: dict[str, Any] = {
-        "name": name,
-        "prefix": plaintext[len(KEY_MARKER) : len(KEY_MARKER) + _PREFIX_LEN],
-        "key_hash": _hash_key(plaintext),
-        "scopes": sorted(wanted),
-        "rate_limit_per_minute": rate_limit_per_minute,
-        "created_at": now,
-    }
-    audit = _audit_row(
-        actor,
-        "api_key.create",
-        name,
-        {"scopes": sorted(wanted), "rate_limit_per_minute": rate_limit_per_minute},
-    )
-    try:
-        with db.begin("creating an API key") as conn:
-            conn.execute(_API_KEYS.insert(), row)
-            _insert_ignore(conn, "audit", [audit])
-    except StorageError as err:
-        if isinstance(err.__cause__, IntegrityError):
-            raise ConfigError(f"an API key named {name!r} already exists") from err
-        raise
-    info = ApiKeyInfo(
-        name=name, scopes=wanted, rate_limit_per_minute=rate_limit_per_minute, created_at=now
-    )
-    return plaintext, info
-
-
-def verify_api_key(db: Database, plaintext: str) -> ApiKeyInfo | None:
-    """The key's info when ``plaintext`` is a live (not revoked) key, else None.
-
-    One indexed lookup by prefix, then a constant-time hash comparison.
-    """
-    if not plaintext.startswith(KEY_MARKER) or len(plaintext) < len(KEY_MARKER) + _PREFIX_LEN:
-        return None
-    prefix = plaintext[len(KEY_MARKER) : len(KEY_MARKER) + _PREFIX_LEN]
-    digest = _hash_key(plaintext)
-    k = _API_KEYS.c
-    stmt = select(_API_KEYS).where(k.prefix == prefix, k.revoked_at.is_(None))
-    with db.translate_errors("verifying an API key"), db.engine.connect() as conn:
-        candidates = list(conn.execute(stmt).mappings())
-    for row in candidates:
-        if hmac.compare_digest(row["key_hash"], digest):
-            return _info(row)
-    return None
-
-
-def list_api_keys(db: Database) -> list[ApiKeyInfo]:
-    """Every key, revoked ones included (``revoked_at`` set), oldest first."""
-    k = _API_KEYS.c
-    stmt = select(_API_KEYS).order_by(k.created_at, k.name)
-    with db.translate_errors("listing API keys"), db.engine.connect() as conn:
-        return [_info(r) for r in conn.execute(stmt).mappings()]
-
-
-def api_key_revocations(db: Database) -> tuple[int, datetime | None]:
-    """How many keys are revoked and the newest revocation: a marker that moves with every
-    revocation, cheap enough for each service worker to read every second."""
-    k = _API_KEYS.c
-    stmt = select(func.count(), func.max(k.revoked_at)).where(k.revoked_at.is_not(None))
-    with db.translate_errors("checking API key revocations"), db.engine.connect() as conn:
-        count, newest = conn.execute(stmt).one()
-    return int(count), newest
-
-
-def revoked_api_key_hashes(db: Database) -> set[str]:
-    """The SHA-256 hashes of every revoked key, for a service to drop from its caches."""
-    k = _API_KEYS.c
-    stmt = select(k.key_hash).where(k.revoked_at.is_not(None))
-    with db.translate_errors("listing revoked API keys"), db.engine.connect() as conn:
-        return set(conn.execute(stmt).scalars())
-
-
-def revoke_api_key(db: Database, name: str, *, actor: str = "cli") -> ApiKeyInfo:
-    """Revoke a key by name (audited); revoking a revoked key changes nothing.
-
-    An unknown name raises :class:`ConfigError`.
-    """
-    k = _API_KEYS.c
-    now = _utcnow()
-    with db.begin("revoking an API key", immediate=True) as conn:
-        revoked = conn.execute(
-            update(_API_KEYS).where(k.name == name, k.revoked_at.is_(None)).values(revoked_at=now)
-        ).rowcount
-        row = conn.execute(select(_API_KEYS).where(k.name == name)).mappings().first()
-        if row is None:
-            raise ConfigError(f"no API key named {name!r}")
-        if revoked:
-            _insert_ignore(conn, "audit", [_audit_row(actor, "api_key.revoke", name, {})])
-        return _info(row)

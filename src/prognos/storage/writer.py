@@ -14,10 +14,8 @@ Records settle in the order they were submitted, so :meth:`ticket` (everything s
 and :meth:`when_settled` tell a caller when its records are durable: the service acknowledges a
 request only then, so that a crash, even ``kill -9``, never loses what it answered 200 for.
 
-Several processes (uvicorn workers) may share one spool directory. Each writes its own files
-(``spool-<ns>-<pid>-<uuid>-<n>.jsonl``) and holds an exclusive ``flock`` on them while alive. A
-leftover file (its owner gone, so unlocked) is taken by locking it and atomically renaming it to
-``claimed-...``: whoever loses either race skips the file.
+Several processes (uvicorn workers) may share one spool directory; the files, their locks and
+how a dead process's files are taken over are in :mod:`.spool`.
 
 Records the database refuses (a bad value, not an outage) are isolated row by row and appended to
 ``rejected/`` with the error, so one bad record never blocks the others.
@@ -36,75 +34,23 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 from prognos.errors import StorageError, StorageUnavailableError
 from prognos.storage.database import Database
 from prognos.storage.repository import KINDS, RecordKind, insert_records, normalise_record
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: one process per spool directory
-    fcntl = None  # type: ignore[assignment]
+from prognos.storage.spool import SpoolFile, SpoolFiles, encode
 
 __all__ = ["RecordWriter"]
 
 log = logging.getLogger(__name__)
 
-# A spool file is sealed and a new one started beyond this size, so replay reads bounded files.
-_ROLL_BYTES = 64 * 1024 * 1024
 # How many queued or spooled predictions ``pending_prediction`` remembers (oldest forgotten first).
 _PENDING_CAP = 100_000
 
 _Item = tuple[RecordKind, dict[str, Any]]
-
-
-@dataclass
-class _SpoolFile:
-    """A spool file this writer owns: the open handle holds its lock."""
-
-    path: Path
-    handle: IO[bytes]
-    rows: int = 0
-
-
-def _try_lock(handle: IO[bytes]) -> bool:
-    if fcntl is None:  # pragma: no cover
-        return True
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return False
-    return True
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a create or rename in ``directory`` durable (a no-op where that is impossible)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
-
-
-def _encode(kind: str, row: dict[str, Any]) -> bytes:
-    line = json.dumps({"kind": kind, "row": row}, default=_json_default, separators=(",", ":"))
-    return line.encode("utf-8") + b"\n"
 
 
 class RecordWriter:
@@ -131,7 +77,6 @@ class RecordWriter:
         self._flush_interval = flush_interval
         self._retry_interval = retry_interval
         self._token = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        self._seq = 0
 
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._cond = threading.Condition()  # guards the counters and the pending index
@@ -147,8 +92,7 @@ class RecordWriter:
         self._leftovers_done = threading.Event()  # files of earlier processes replayed
 
         self._file_lock = threading.Lock()  # guards spool files: the thread and close() append
-        self._active: _SpoolFile | None = None
-        self._owned: list[_SpoolFile] = []  # sealed or claimed files, replayed in order
+        self._files = SpoolFiles(self._spool_dir, self._token)
         self._stash: list[_Item] = []  # batches that could be neither written nor spooled
 
         self._thread: threading.Thread | None = None
@@ -488,22 +432,6 @@ class RecordWriter:
 
     # ------------------------------------------------------------------------------ spool files
 
-    def _new_name(self, stem: str) -> Path:
-        self._seq += 1
-        return self._spool_dir / f"{stem}-{time.time_ns():020d}-{self._token}-{self._seq:04d}.jsonl"
-
-    def _open_active(self) -> _SpoolFile:
-        """A new spool file, locked before it becomes visible under its ``spool-`` name, so no
-        other process can take it while this one appends."""
-        self._spool_dir.mkdir(parents=True, exist_ok=True)
-        final = self._new_name("spool")
-        tmp = final.with_name(f".tmp-{final.name}")
-        handle = tmp.open("a+b")
-        _try_lock(handle)
-        tmp.rename(final)
-        _fsync_dir(self._spool_dir)
-        return _SpoolFile(final, handle)
-
     def _spool(self, items: list[_Item]) -> None:
         """Append ``items`` to this writer's spool file and fsync; call with ``_file_lock`` held.
 
@@ -514,84 +442,31 @@ class RecordWriter:
         lines = []
         for item in items:
             try:
-                lines.append(_encode(*item))
+                lines.append(encode(*item))
             except (TypeError, ValueError) as err:  # pragma: no cover - rows are normalised
                 self._reject({"kind": item[0], "row": repr(item[1])}, f"cannot spool: {err}")
         try:
-            if self._active is None:
-                self._active = self._open_active()
-            active = self._active
-            active.handle.write(b"".join(lines))
-            active.handle.flush()
-            os.fsync(active.handle.fileno())
+            self._files.append(lines)
         except OSError:
             log.exception("cannot spool %d records; keeping them in memory", len(items))
             self._stash = items + self._stash
             return
-        active.rows += len(lines)
         with self._cond:
             self._spooled += len(lines)
             self._settle(len(items))
-        if active.handle.tell() >= _ROLL_BYTES:
-            self._seal()
-
-    def _seal(self) -> None:
-        """Stop appending to the active file; it joins the files to replay (still locked)."""
-        if self._active is not None:
-            self._owned.append(self._active)
-            self._active = None
 
     def _claim_leftovers(self) -> None:
-        """Take spool files whose owners are gone (unlocked): lock, then rename to ``claimed-``."""
-        if not self._spool_dir.is_dir():
-            return
-        mine = {f.path for f in self._owned}
-        if self._active is not None:
-            mine.add(self._active.path)
-        for tmp in self._spool_dir.glob(".tmp-*"):  # a crash between create and rename
-            self._remove_if_unlocked(tmp)
-        candidates = sorted(self._spool_dir.glob("spool-*.jsonl")) + sorted(
-            self._spool_dir.glob("claimed-*.jsonl")
-        )
-        for path in candidates:
-            if path in mine:
-                continue
-            try:
-                handle = path.open("a+b")
-            except OSError:
-                continue
-            if not _try_lock(handle):
-                handle.close()  # its writer is alive and will replay it
-                continue
-            target = self._new_name("claimed")
-            try:
-                path.rename(target)
-            except FileNotFoundError:
-                handle.close()  # another process took it first
-                continue
-            _fsync_dir(self._spool_dir)
-            claimed = _SpoolFile(target, handle, self._index(handle))
-            self._owned.append(claimed)
+        """Take the spool files of processes that are gone; count and index their records."""
+        for claimed in self._files.claim_leftovers():
+            claimed.rows = self._index(claimed)
             with self._cond:
                 self._spooled += claimed.rows
-            log.info("took %d spooled records from %s", claimed.rows, path.name)
+            log.info("took %d spooled records from %s", claimed.rows, claimed.path.name)
 
-    def _remove_if_unlocked(self, path: Path) -> None:
-        try:
-            handle = path.open("a+b")
-        except OSError:
-            return
-        try:
-            if _try_lock(handle):
-                path.unlink(missing_ok=True)
-        finally:
-            handle.close()
-
-    def _index(self, handle: IO[bytes]) -> int:
+    def _index(self, spool: SpoolFile) -> int:
         """Count a claimed file's records; remember its predictions for ``pending_prediction``."""
-        handle.seek(0)
         count = 0
-        for line in handle:
+        for line in self._files.lines(spool):
             if not line.strip():
                 continue
             count += 1
@@ -614,19 +489,14 @@ class RecordWriter:
     def _replay(self) -> None:
         """Write every owned spool file to the database, oldest first; stops at an outage."""
         with self._file_lock:
-            self._seal()
-        while self._owned:
-            if self._past_deadline():
+            self._files.seal()
+        while (spool := self._files.oldest()) is not None:
+            if self._past_deadline() or not self._replay_file(spool):
                 return
-            spool = self._owned[0]
-            if not self._replay_file(spool):
-                return
-            self._owned.pop(0)
 
-    def _replay_file(self, spool: _SpoolFile) -> bool:
-        spool.handle.seek(0)
+    def _replay_file(self, spool: SpoolFile) -> bool:
         items: list[_Item] = []
-        for number, line in enumerate(spool.handle, start=1):
+        for number, line in enumerate(self._files.lines(spool), start=1):
             if not line.strip():
                 continue
             try:
@@ -648,9 +518,7 @@ class RecordWriter:
             except StorageUnavailableError as err:
                 self._set_down(err)
                 return False
-        spool.path.unlink(missing_ok=True)
-        _fsync_dir(self._spool_dir)
-        spool.handle.close()
+        self._files.remove(spool)
         with self._cond:
             self._spooled -= spool.rows
             self._cond.notify_all()
@@ -662,7 +530,4 @@ class RecordWriter:
 
         Files with rows stay on disk for the next writer to take.
         """
-        self._seal()
-        for spool in self._owned:
-            spool.handle.close()
-        self._owned = []
+        self._files.release()

@@ -9,7 +9,7 @@ from prognos.errors import ConfigError, NotFoundError
 from prognos.serving.deps import Admin, RuntimeDep
 from prognos.serving.schemas import KeyRevokedOut
 from prognos.serving.security import REVOCATION_BOUND_SECONDS
-from prognos.storage import repository
+from prognos.storage import api_keys
 
 router = APIRouter(tags=["keys"])
 
@@ -24,7 +24,7 @@ async def revoke_key(name: str, runtime: RuntimeDep, principal: Admin) -> KeyRev
     assert runtime.db is not None and runtime.keys is not None
     try:
         info = await run_in_threadpool(
-            repository.revoke_api_key, runtime.db, name, actor=f"api:{principal.name}"
+            api_keys.revoke_api_key, runtime.db, name, actor=f"api:{principal.name}"
         )
     except ConfigError as exc:  # the one thing revoke_api_key refuses: an unknown name
         raise NotFoundError(str(exc)) from exc
