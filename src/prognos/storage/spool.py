@@ -19,12 +19,16 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from prognos.storage.repository import KINDS, RecordKind
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: one process per spool directory
     fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
+
+Record = tuple[RecordKind, dict[str, Any]]
 
 # A spool file is sealed and a new one started beyond this size, so replay reads bounded files.
 ROLL_BYTES = 64 * 1024 * 1024
@@ -78,10 +82,36 @@ class SpoolFiles:
         """The next file to replay."""
         return self._owned[0] if self._owned else None
 
-    def lines(self, spool: SpoolFile) -> Iterator[bytes]:
-        """Every line of ``spool``, from its start."""
+    def records(self, spool: SpoolFile) -> Iterator[tuple[int, bytes, Record | str]]:
+        """Every non-empty line of ``spool`` as (line number, line, (kind, row)), or with the
+        reason it cannot be read (a torn last line from a crash mid-write, a foreign file)."""
         spool.handle.seek(0)
-        yield from spool.handle
+        for number, line in enumerate(spool.handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                kind = record["kind"]
+                if kind not in KINDS or not isinstance(record["row"], dict):
+                    raise ValueError(f"unknown record kind {kind!r}")
+            except (ValueError, KeyError, TypeError) as err:
+                yield number, line, f"{spool.path.name}:{number}: unreadable spool line: {err}"
+                continue
+            yield number, line, (kind, record["row"])
+
+    def keep_rejected(self, record: dict[str, Any], error: str) -> None:
+        """Keep a record that can never be written under ``rejected/``, with the reason."""
+        directory = self.directory / "rejected"
+        log.error("%s (kept under %s)", error, directory)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            line = json.dumps({**record, "error": error}, default=str, separators=(",", ":"))
+            with (directory / f"rejected-{self._token}.jsonl").open("ab") as handle:
+                handle.write(line.encode("utf-8") + b"\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError:  # pragma: no cover
+            log.exception("cannot keep a rejected record: %r", record)
 
     def remove(self, spool: SpoolFile) -> None:
         """Delete a replayed file (durably) and let go of it."""

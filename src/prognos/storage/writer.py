@@ -9,10 +9,10 @@ every ``retry_interval`` it pings, and once the database answers it replays the 
 deleting each file only after its rows are committed. Replays are idempotent, so a crash
 part-way through one only means the next replay repeats some inserts.
 
-A record is *settled* once it is committed, or fsynced in a spool file, or set aside as refused.
-Records settle in the order they were submitted, so :meth:`ticket` (everything submitted so far)
-and :meth:`when_settled` tell a caller when its records are durable: the service acknowledges a
-request only then, so that a crash, even ``kill -9``, never loses what it answered 200 for.
+A record is *settled* once it is committed, or fsynced in a spool file, or set aside as refused;
+:meth:`ticket` and :meth:`when_settled` (see :mod:`.tickets`) tell a caller when its records are
+durable: the service acknowledges a request only then, so that a crash, even ``kill -9``, never
+loses what it answered 200 for.
 
 Several processes (uvicorn workers) may share one spool directory; the files, their locks and
 how a dead process's files are taken over are in :mod:`.spool`.
@@ -23,16 +23,12 @@ Records the database refuses (a bad value, not an outage) are isolated row by ro
 
 from __future__ import annotations
 
-import heapq
-import itertools
-import json
 import logging
 import os
 import queue
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -40,15 +36,13 @@ from typing import Any
 
 from prognos.errors import StorageError, StorageUnavailableError
 from prognos.storage.database import Database
-from prognos.storage.repository import KINDS, RecordKind, insert_records, normalise_record
+from prognos.storage.inflight import PendingPredictions, Tickets
+from prognos.storage.repository import RecordKind, insert_records, normalise_record
 from prognos.storage.spool import SpoolFile, SpoolFiles, encode
 
 __all__ = ["RecordWriter"]
 
 log = logging.getLogger(__name__)
-
-# How many queued or spooled predictions ``pending_prediction`` remembers (oldest forgotten first).
-_PENDING_CAP = 100_000
 
 _Item = tuple[RecordKind, dict[str, Any]]
 
@@ -79,16 +73,12 @@ class RecordWriter:
         self._token = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
 
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
-        self._cond = threading.Condition()  # guards the counters and the pending index
-        self._submitted = 0
-        self._settled = 0  # committed, spooled or rejected
+        self._cond = threading.Condition()  # guards the health flag and the spool counters
+        self._tickets = Tickets()  # submitted and settled (committed, spooled or rejected)
         self._spooled = 0
         self._rejected = 0
-        self._pending: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._pending = PendingPredictions()
         self._healthy = True
-        # Callbacks waiting for a ticket to settle: (ticket, order, callback), smallest first.
-        self._waiters: list[tuple[int, int, Callable[[], None]]] = []
-        self._waiter_order = itertools.count()
         self._leftovers_done = threading.Event()  # files of earlier processes replayed
 
         self._file_lock = threading.Lock()  # guards spool files: the thread and close() append
@@ -124,13 +114,9 @@ class RecordWriter:
         check is skipped, as it would cost the event loop about a tenth of a request.
         """
         record = row if normalised else normalise_record(kind, row)
-        with self._cond:
-            # Queued under the lock: the queue's order is the tickets' order, which is what lets
-            # ``_settled`` (a count) say exactly which records are durable.
-            self._submitted += 1
-            if kind == "prediction":
-                self._remember(record)
-            self._queue.put((kind, record))
+        if kind == "prediction":
+            self._pending.add(record)
+        self._tickets.issue(self._queue, (kind, record))
         if self._closed:
             # Late records at shutdown: straight to a spool file, the next process replays them.
             # (Queue first, check second: close() drains after setting ``_closed``, so every
@@ -145,18 +131,13 @@ class RecordWriter:
 
     def ticket(self) -> int:
         """A ticket for every record submitted so far (by any thread): see :meth:`when_settled`."""
-        with self._cond:
-            return self._submitted
+        return self._tickets.current()
 
     def when_settled(self, ticket: int, callback: Callable[[], None]) -> bool:
         """Call ``callback`` (on the writer thread: keep it short) once every record up to
         ``ticket`` is committed, spooled or refused; False, and no call, when that is so already.
         """
-        with self._cond:
-            if self._settled >= ticket:
-                return False
-            heapq.heappush(self._waiters, (ticket, next(self._waiter_order), callback))
-            return True
+        return self._tickets.when_settled(ticket, callback)
 
     def wait_replayed(self, timeout: float) -> bool:
         """Wait until every record submitted so far and every spooled one, this process's and
@@ -177,13 +158,11 @@ class RecordWriter:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every record submitted so far is committed or spooled; False on timeout."""
-        with self._cond:
-            target = self._submitted
-            if self._settled >= target:
-                return True
-        self._queue.put(None)  # do not wait out the batching interval
-        with self._cond:
-            return self._cond.wait_for(lambda: self._settled >= target, timeout)
+        target = self._tickets.current()
+        if self._tickets.is_settled(target):
+            return True
+        self._queue.put(None)  # wake the thread at once
+        return self._tickets.wait(target, timeout)
 
     def status(self) -> dict[str, Any]:
         """For ``/health``: database ``ok``/``down``, records queued, records in spool files,
@@ -191,7 +170,7 @@ class RecordWriter:
         with self._cond:
             return {
                 "database": "ok" if self._healthy else "down",
-                "queued": self._submitted - self._settled,
+                "queued": self._tickets.outstanding,
                 "spooled": self._spooled,
                 "rejected": self._rejected,
             }
@@ -203,9 +182,7 @@ class RecordWriter:
 
     def pending_prediction(self, prediction_id: str) -> dict[str, Any] | None:
         """A prediction that is queued or spooled but not yet in the database, else None."""
-        with self._cond:
-            row = self._pending.get(prediction_id)
-            return None if row is None else dict(row)
+        return self._pending.get(prediction_id)
 
     def close(self, timeout: float = 10.0) -> None:
         """Drain the queue (to the database, or to the spool what cannot be written) and stop.
@@ -362,38 +339,15 @@ class RecordWriter:
         self._done(items, settle=settle)
 
     def _done(self, items: Sequence[_Item], *, settle: bool) -> None:
-        with self._cond:
-            for kind, row in items:
-                if kind == "prediction":
-                    self._pending.pop(str(row.get("id")), None)
-            if settle:
-                self._settle(len(items))
-
-    def _settle(self, count: int) -> None:
-        """Count ``count`` more records settled and run the callbacks now due; call with
-        ``_cond`` held."""
-        self._settled += count
-        self._cond.notify_all()
-        while self._waiters and self._waiters[0][0] <= self._settled:
-            callback = heapq.heappop(self._waiters)[2]
-            try:
-                callback()
-            except Exception:  # a waiter's bug must not stop the writer
-                log.exception("record writer: a settle callback failed")
+        for kind, row in items:
+            if kind == "prediction":
+                self._pending.discard(str(row.get("id")))
+        if settle:
+            self._tickets.settle(len(items))
 
     def _reject(self, record: dict[str, Any], error: str) -> None:
-        """Keep a record that can never be written under ``rejected/``, with the reason."""
-        log.error("%s (kept under %s)", error, self._spool_dir / "rejected")
-        directory = self._spool_dir / "rejected"
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            line = json.dumps({**record, "error": error}, default=str, separators=(",", ":"))
-            with (directory / f"rejected-{self._token}.jsonl").open("ab") as handle:
-                handle.write(line.encode("utf-8") + b"\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-        except OSError:  # pragma: no cover
-            log.exception("cannot keep a rejected record: %r", record)
+        """Set aside a record that can never be written (see ``SpoolFiles.keep_rejected``)."""
+        self._files.keep_rejected(record, error)
         with self._cond:
             self._rejected += 1
 
@@ -453,7 +407,7 @@ class RecordWriter:
             return
         with self._cond:
             self._spooled += len(lines)
-            self._settle(len(items))
+        self._tickets.settle(len(items))
 
     def _claim_leftovers(self) -> None:
         """Take the spool files of processes that are gone; count and index their records."""
@@ -466,25 +420,16 @@ class RecordWriter:
     def _index(self, spool: SpoolFile) -> int:
         """Count a claimed file's records; remember its predictions for ``pending_prediction``."""
         count = 0
-        for line in self._files.lines(spool):
-            if not line.strip():
-                continue
+        for _, _, record in self._files.records(spool):
             count += 1
+            if isinstance(record, str) or record[0] != "prediction":
+                continue  # an unreadable line is reported when replayed
             try:
-                record = json.loads(line)
-                if record.get("kind") == "prediction":
-                    row = normalise_record("prediction", record["row"])
-                    with self._cond:
-                        self._remember(row)
-            except (ValueError, KeyError, TypeError, AttributeError, StorageError):
-                continue  # reported when replayed
+                row = normalise_record("prediction", record[1])
+            except (KeyError, TypeError, StorageError):
+                continue
+            self._pending.add(row)
         return count
-
-    def _remember(self, row: dict[str, Any]) -> None:
-        """Index a pending prediction; call with ``_cond`` held."""
-        self._pending[str(row["id"])] = row
-        while len(self._pending) > _PENDING_CAP:
-            self._pending.popitem(last=False)
 
     def _replay(self) -> None:
         """Write every owned spool file to the database, oldest first; stops at an outage."""
@@ -496,21 +441,12 @@ class RecordWriter:
 
     def _replay_file(self, spool: SpoolFile) -> bool:
         items: list[_Item] = []
-        for number, line in enumerate(self._files.lines(spool), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                kind = record["kind"]
-                if kind not in KINDS or not isinstance(record["row"], dict):
-                    raise ValueError(f"unknown record kind {kind!r}")
-                items.append((kind, record["row"]))
-            except (ValueError, KeyError, TypeError) as err:
-                # A torn last line from a crash mid-write, or a foreign file: keep it aside.
-                self._reject(
-                    {"file": spool.path.name, "line": line.decode("utf-8", "replace")},
-                    f"{spool.path.name}:{number}: unreadable spool line: {err}",
-                )
+        for _, line, record in self._files.records(spool):
+            if isinstance(record, str):
+                line_text = line.decode("utf-8", "replace")
+                self._reject({"file": spool.path.name, "line": line_text}, record)
+            else:
+                items.append(record)
         for start in range(0, len(items), self._batch_size):
             chunk = items[start : start + self._batch_size]
             try:
