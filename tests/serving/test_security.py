@@ -24,9 +24,9 @@ from prognos.serving.security import (
     KeyCache,
     KeyFile,
     Principal,
-    digest,
 )
 from prognos.storage import api_keys
+from prognos.storage.api_keys import hash_key
 from prognos.storage.database import Database
 from tests.helpers.cli import run
 from tests.helpers.serving import body_for, readings
@@ -142,7 +142,7 @@ def test_a_revocation_elsewhere_is_dropped_at_the_next_check(db: Database, tmp_p
     assert cache.cached(key) is None
     with pytest.raises(AuthError):
         cache.principal(key)
-    assert digest(key) not in (tmp_path / "verified.json").read_text()
+    assert hash_key(key) not in (tmp_path / "verified.json").read_text()
 
 
 def test_verified_keys_outlive_a_restart_as_hashes_for_a_bounded_time(
@@ -153,7 +153,7 @@ def test_verified_keys_outlive_a_restart_as_hashes_for_a_bounded_time(
     never_used, _ = api_keys.create_api_key(db, "spare", ["read"])
     KeyCache(DatabaseKeys(db), store=KeyFile(path)).principal(key)
     text = path.read_text()
-    assert digest(key) in text and key not in text and "spare" not in text
+    assert hash_key(key) in text and key not in text and "spare" not in text
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
     down = Database(DATABASE_DOWN)
@@ -177,9 +177,9 @@ def test_verified_keys_outlive_a_restart_as_hashes_for_a_bounded_time(
     back = KeyCache(DatabaseKeys(db), store=KeyFile(path))
     with pytest.raises(AuthError):
         back.principal(key)
-    assert digest(key) not in path.read_text() and digest(never_used) in path.read_text()
+    assert hash_key(key) not in path.read_text() and hash_key(never_used) in path.read_text()
     KeyCache(DatabaseKeys(db), store=KeyFile(path)).check_revocations()
-    assert digest(never_used) not in path.read_text()
+    assert hash_key(never_used) not in path.read_text()
 
 
 @pytest.mark.services
@@ -253,8 +253,8 @@ def test_a_revoked_key_is_refused_at_once_here_and_within_the_bound_by_other_wor
             assert _refused_after(client, by_cli, since) <= REVOCATION_BOUND_SECONDS
         assert here.get("/assets", headers=_key(admin)).status_code == 200
     verified = (tmp_path / "home" / "keys" / "verified.json").read_text()
-    assert digest(admin) in verified
-    assert digest(by_api) not in verified and digest(by_cli) not in verified
+    assert hash_key(admin) in verified
+    assert hash_key(by_api) not in verified and hash_key(by_cli) not in verified
 
 
 def test_a_service_started_while_the_database_is_away_serves_known_keys(

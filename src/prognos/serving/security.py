@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from prognos.errors import PrognosError, StorageUnavailableError
 from prognos.storage import api_keys
+from prognos.storage.api_keys import hash_key
 
 if TYPE_CHECKING:
     from prognos.config import Settings
@@ -71,10 +71,6 @@ class Principal:
 
 
 ANONYMOUS = Principal(name="anonymous", scopes=frozenset(SCOPES))
-
-
-def digest(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -205,7 +201,7 @@ class KeyCache:
 
     def cached(self, key: str) -> Principal | None:
         """The principal from the cache alone (None: not cached or stale): no I/O, for the loop."""
-        entry = self._entries.get(digest(key))
+        entry = self._entries.get(hash_key(key))
         if entry is None or time.monotonic() - entry[0] >= self._ttl:
             return None
         if entry[1] is None:
@@ -214,7 +210,7 @@ class KeyCache:
 
     def principal(self, key: str) -> Principal:
         """Verify (cached), consulting the database when needed: call it off the event loop."""
-        hashed = digest(key)
+        hashed = hash_key(key)
         now = time.monotonic()
         cached = self._entries.get(hashed)
         if cached is not None and now - cached[0] < self._ttl:

@@ -55,7 +55,8 @@ def _info(row: RowMapping) -> ApiKeyInfo:
     )
 
 
-def _hash_key(plaintext: str) -> str:
+def hash_key(plaintext: str) -> str:
+    """What is stored of a key (SHA-256, hex); the service's key cache is keyed by it too."""
     return hashlib.sha256(plaintext.encode("utf-8")).hexdigest()
 
 
@@ -98,7 +99,7 @@ def create_api_key(
     row: dict[str, Any] = {
         "name": name,
         "prefix": plaintext[len(KEY_MARKER) : len(KEY_MARKER) + _PREFIX_LEN],
-        "key_hash": _hash_key(plaintext),
+        "key_hash": hash_key(plaintext),
         "scopes": sorted(wanted),
         "rate_limit_per_minute": rate_limit_per_minute,
         "created_at": now,
@@ -131,7 +132,7 @@ def verify_api_key(db: Database, plaintext: str) -> ApiKeyInfo | None:
     if not plaintext.startswith(KEY_MARKER) or len(plaintext) < len(KEY_MARKER) + _PREFIX_LEN:
         return None
     prefix = plaintext[len(KEY_MARKER) : len(KEY_MARKER) + _PREFIX_LEN]
-    digest = _hash_key(plaintext)
+    digest = hash_key(plaintext)
     k = _API_KEYS.c
     stmt = select(_API_KEYS).where(k.prefix == prefix, k.revoked_at.is_(None))
     with db.translate_errors("verifying an API key"), db.engine.connect() as conn:
