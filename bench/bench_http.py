@@ -233,7 +233,7 @@ def write_readings(path: Path, settings: Any, model: str, data: str | None) -> d
         sys.path.insert(0, str(BENCH))
     from bench_serving_core import bench_readings
     from prognos.fleet import ASSET, TIME
-    from prognos.serving.loading import load_champion
+    from prognos.ingestion.loading import load_champion
 
     loaded = load_champion(settings, model)
     fleet = loaded.bundle.fleet

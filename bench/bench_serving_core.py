@@ -1,7 +1,7 @@
 """The serving hot path in process (no HTTP): feature update, scoring, explanation.
 
 Loads the champion of a registered model exactly as the service does (``load_champion``), builds
-a :class:`~prognos.serving.predictor.Predictor` with in-memory state and replays readings through
+a :class:`~prognos.ingestion.predictor.Predictor` with in-memory state and replays readings through
 it, cycle by cycle across assets as a live feed arrives. Thread pools are pinned as under
 ``prognos serve`` (``OMP_NUM_THREADS=1`` before any import; members at ``n_jobs=1``).
 
@@ -59,7 +59,7 @@ from prognos.fleet import ASSET, TIME, cmapss_spec
 
 if TYPE_CHECKING:
     from prognos.fleet import FleetSpec
-    from prognos.serving.predictor import Predictor, Scored
+    from prognos.ingestion.predictor import Predictor, Scored
 
 DEFAULT_CMAPSS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cmapss"
 # Assets of the simulated replay fleet are drawn with another seed than `prognos demo` trains on
@@ -234,9 +234,9 @@ def measure(
 def measure_scorers(
     settings: Any, loaded: Any, readings: list[dict[str, Any]], args: argparse.Namespace
 ) -> dict[str, dict[str, float]]:
-    from prognos.serving.compute import ProcessScorer
-    from prognos.serving.loading import build_predictor
-    from prognos.serving.scoring import LocalScorer
+    from prognos.ingestion.compute import ProcessScorer
+    from prognos.ingestion.loading import build_predictor
+    from prognos.ingestion.scoring import LocalScorer
 
     side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="explain")
     local = LocalScorer(build_predictor(settings, loaded), side=side)
@@ -286,8 +286,8 @@ def main() -> None:
 
     import torch
 
-    from prognos.serving.loading import load_champion
-    from prognos.serving.predictor import Predictor
+    from prognos.ingestion.loading import load_champion
+    from prognos.ingestion.predictor import Predictor
 
     console = Console()
     settings = get_settings(home=args.home)

@@ -10,11 +10,15 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 # Before XGBoost/torch load their OpenMP runtimes: spinning waiters starve 2-core machines.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+if TYPE_CHECKING:
+    from tests.helpers.trained import Trained
 
 REPO = Path(__file__).resolve().parents[1]
 CMAPSS_DIR = REPO.parent / "shared" / "data" / "cmapss"
@@ -97,3 +101,12 @@ def postgres_url() -> Iterator[str]:
             # FORCE (PostgreSQL 13+): a test that leaked a connection must not leak a database.
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """One tiny model, trained and registered once per session (about 20 s)."""
+    # Imported here: XGBoost and torch must load after OMP_WAIT_POLICY is set above.
+    from tests.helpers.trained import train_tiny
+
+    return train_tiny(tmp_path_factory.mktemp("serving-home"))

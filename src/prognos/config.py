@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     )
     log_level: str = "INFO"
 
+    fleet: str | None = Field(
+        default=None,
+        description="The fleet this process's readings belong to (stored with each reading, so "
+        "one database holds several fleets); the served model's fleet when unset.",
+    )
+
     # -- the prediction service ------------------------------------------------------------------
     model_name: str | None = Field(
         default=None, description="Registered model the service serves (its champion)."
@@ -65,6 +71,13 @@ class Settings(BaseSettings):
         gt=0,
         description="Longest a request waits for its records to be committed or spooled before "
         "it is answered 503 (never 2xx for what is not durable).",
+    )
+
+    # -- streaming ------------------------------------------------------------------------------
+    mqtt_url: SecretStr | None = Field(
+        default=None,
+        description="MQTT broker (mqtt://user:pass@host:1883); the demo uses an in-process "
+        "queue when unset.",
     )
 
     @property

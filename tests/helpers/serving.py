@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from prognos.config import Settings
-from tests.serving.conftest import Trained
+from tests.helpers.trained import Trained
 
 
 def body_for(row: dict[str, Any], **changes: Any) -> dict[str, Any]:

@@ -14,15 +14,15 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from prognos.ingestion.loading import load_champion
 from prognos.registry import versions
 from prognos.registry.tracking import connect
 from prognos.serving.app import create_app
-from prognos.serving.loading import load_champion
 from prognos.serving.schemas import BatchPredictOut, PredictionOut
 from prognos.storage import api_keys, repository
 from prognos.storage.database import Database, database_url
 from tests.helpers.serving import body_for, open_settings, readings
-from tests.serving.conftest import Trained
+from tests.helpers.trained import Trained
 
 
 @pytest.fixture
@@ -96,8 +96,8 @@ def test_explanation_adds_up_and_feedback_becomes_a_label(
     missing = dict(feedback, prediction_id="pred_nope")
     assert client.post("/feedback", json=missing, headers=headers).status_code == 404
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
-    assert runtime.writer.flush(10)
-    labels = repository.feedback_labels(runtime.db)
+    assert runtime.core.writer.flush(10)
+    labels = repository.feedback_labels(runtime.core.db)
     assert list(labels["prediction_id"]) == [out["prediction_id"]]
     assert bool(labels["failure_occurred"].iloc[0])
     assert client.get("/explain/pred_nope", headers=headers).status_code == 404
@@ -153,8 +153,8 @@ def test_readings_are_idempotent_and_order_is_enforced(
     assert result["reason"] == "conflict"
     assert f"{name}: accepted {value!r}, sent {value + 1.0!r}" in result["message"]
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
-    assert runtime.writer.flush(10)
-    stored = repository.readings_for_asset(runtime.db, str(rows[0]["asset_id"]), 100)
+    assert runtime.core.writer.flush(10)
+    stored = repository.readings_for_asset(runtime.core.db, str(rows[0]["asset_id"]), 100)
     assert [r["time"] for r in stored] == [int(r["time"]) for r in rows[:7]]
     state = client.get(f"/assets/{rows[0]['asset_id']}", headers={"X-API-Key": keys["read"]})
     assert state.json()["state"]["readings_seen"] == 7
@@ -176,8 +176,8 @@ def test_a_resent_reading_gets_the_same_prediction_logged_once(
     clash = client.post("/predict", json=changed, headers=headers)
     assert clash.status_code == 409 and clash.json()["reason"] == "conflict"
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
-    assert runtime.writer.flush(10)
-    logged = repository.predictions_for_asset(runtime.db, str(rows[0]["asset_id"]), 10)
+    assert runtime.core.writer.flush(10)
+    logged = repository.predictions_for_asset(runtime.core.db, str(rows[0]["asset_id"]), 10)
     assert sorted(p["id"] for p in logged) == sorted(a["prediction_id"] for a in answers)
 
 
@@ -251,7 +251,7 @@ def test_batch_predict_by_ids_and_by_readings(
             latest[p["equipment_id"]]["prediction"]["failure_probability"], rel=1e-9
         )
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
-    runtime.writer.flush(10)
+    runtime.core.writer.flush(10)
     ranked = client.get("/assets", headers=headers).json()["assets"]
     probabilities = [a["failure_probability"] for a in ranked]
     assert len(ranked) == len(ids) and probabilities == sorted(probabilities, reverse=True)
@@ -334,12 +334,12 @@ def test_champion_swap_without_restart_or_failed_requests(trained: Trained, tmp_
         new = mlflow.register_model(f"models:/{trained.name}/{current.version}", trained.name)
         versions.promote(client_mlflow, trained.name, int(new.version))
         try:
-            swapped = client.portal.call(runtime.reload)  # type: ignore[union-attr]
+            swapped = client.portal.call(runtime.core.reload)  # type: ignore[union-attr]
         finally:
             stop.set()
             worker.join()
             versions.promote(client_mlflow, trained.name, current.version)
-        assert swapped and runtime.model.version == str(new.version)
+        assert swapped and runtime.core.model.version == str(new.version)
         assert client.get("/health").json()["model_version"] == str(new.version)
     assert len(statuses) > 0 and set(statuses) == {200}
 
@@ -388,7 +388,7 @@ def test_the_loaded_model_is_kept_out_of_full_garbage_collections(
         frozen = gc.get_freeze_count()
         # The model is in the permanent generation, so full collections do not walk it.
         assert frozen > 10_000
-        predictor = runtime.scorer.predictor
+        predictor = runtime.core.scorer.predictor
         assert not any(o is predictor for o in gc.get_objects(generation=2))
     assert gc.get_freeze_count() == 0  # handed back at shutdown
 
@@ -406,7 +406,7 @@ def test_readings_that_arrive_during_a_swap_reach_the_new_model(
     with TestClient(create_app(settings)) as client:
         runtime = client.app.state.runtime  # type: ignore[attr-defined]
         seeded, posted = threading.Event(), threading.Event()
-        make_scorer = runtime._make_scorer
+        make_scorer = runtime.core._make_scorer
 
         def make_then_hold(*args: Any) -> Any:
             scorer = make_scorer(*args)
@@ -422,7 +422,7 @@ def test_readings_that_arrive_during_a_swap_reach_the_new_model(
             scorer.seed = seed_then_wait
             return scorer
 
-        monkeypatch.setattr(runtime, "_make_scorer", make_then_hold)
+        monkeypatch.setattr(runtime.core, "_make_scorer", make_then_hold)
         statuses = [client.post("/predict", json=body_for(r)).status_code for r in before]
 
         def traffic() -> None:
@@ -435,15 +435,19 @@ def test_readings_that_arrive_during_a_swap_reach_the_new_model(
         new = mlflow.register_model(f"models:/{trained.name}/{current.version}", trained.name)
         versions.promote(client_mlflow, trained.name, int(new.version))
         try:
-            assert client.portal.call(runtime.reload)  # type: ignore[union-attr]
+            assert client.portal.call(runtime.core.reload)  # type: ignore[union-attr]
         finally:
             worker.join()
             versions.promote(client_mlflow, trained.name, current.version)
-        assert runtime.model.version == str(new.version)
+        assert runtime.core.model.version == str(new.version)
         swapped = [client.post("/predict", json=body_for(r)).json() for r in after]
-        assert runtime.writer.flush(10)
-        events = [e for e in repository.audit_events(runtime.db) if e["action"] == "model_loaded"]
-        stored = repository.readings_for_asset(runtime.db, str(rows[0]["asset_id"]), limit=1000)
+        assert runtime.core.writer.flush(10)
+        events = [
+            e for e in repository.audit_events(runtime.core.db) if e["action"] == "model_loaded"
+        ]
+        stored = repository.readings_for_asset(
+            runtime.core.db, str(rows[0]["asset_id"]), limit=1000
+        )
     assert set(statuses) == {200}
     assert events[0]["details"]["replayed"] == len(during)
     assert len(stored) == len(rows)  # and every reading is stored once

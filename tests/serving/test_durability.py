@@ -22,8 +22,8 @@ from fastapi.testclient import TestClient
 from prognos.serving.app import create_app
 from prognos.storage.database import Database
 from tests.helpers.serving import body_for, free_port, open_settings, readings, server_process
+from tests.helpers.trained import Trained
 from tests.proxy import TcpProxy
-from tests.serving.conftest import Trained
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from prognos.serving.app import create_app
 from prognos.storage import repository
 from tests.helpers.serving import body_for, open_settings, readings
-from tests.serving.conftest import Trained
+from tests.helpers.trained import Trained
 from tests.storage import prediction
 
 # A prediction made on a timestamped reading: its time is nanoseconds since the epoch.
@@ -29,7 +29,7 @@ def client(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         runtime = client.app.state.runtime  # type: ignore[attr-defined]
         stamped = prediction("stamped", id="pred_stamped", created_at=STAMPED_AT)
         stamped["time"] = int(pd.Timestamp(STAMPED_AT).value)
-        repository.insert_predictions(runtime.db, [stamped])
+        repository.insert_predictions(runtime.core.db, [stamped])
         yield client
 
 
@@ -54,8 +54,8 @@ def feedback(predicted: dict[str, Any], **outcome: Any) -> dict[str, Any]:
 
 def labels(client: TestClient) -> pd.DataFrame:
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
-    assert runtime.writer.flush(10)
-    return repository.feedback_labels(runtime.db).set_index("feedback_id")
+    assert runtime.core.writer.flush(10)
+    return repository.feedback_labels(runtime.core.db).set_index("feedback_id")
 
 
 def test_the_failure_cycle_is_stored(client: TestClient, predicted: dict[str, Any]) -> None:

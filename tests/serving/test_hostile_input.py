@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from prognos.serving.app import create_app
 from tests.helpers.serving import body_for, open_settings, readings
-from tests.serving.conftest import Trained
+from tests.helpers.trained import Trained
 
 JSON = {"Content-Type": "application/json"}
 LIMIT = 64_000  # max_body_bytes of the service under test

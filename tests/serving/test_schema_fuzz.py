@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 
 from prognos.serving.app import create_app
 from tests.helpers.serving import body_for, readings
-from tests.serving.conftest import Trained
+from tests.helpers.trained import Trained
 
 
 def _free_port() -> int:

@@ -30,7 +30,7 @@ from prognos.storage.api_keys import hash_key
 from prognos.storage.database import Database
 from tests.helpers.cli import run
 from tests.helpers.serving import body_for, readings
-from tests.serving.conftest import Trained
+from tests.helpers.trained import Trained
 
 # Nothing listens on port 1: connections are refused at once, as for a database that is down.
 DATABASE_DOWN = "postgresql+psycopg://postgres@127.0.0.1:1/prognos"

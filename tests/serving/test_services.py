@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 from prognos.serving.app import create_app
 from prognos.storage import repository
 from tests.helpers.serving import body_for, readings
+from tests.helpers.trained import Trained
 from tests.proxy import TcpProxy
-from tests.serving.conftest import Trained
 
 pytestmark = pytest.mark.services
 
@@ -118,13 +118,13 @@ def test_database_outage_spools_predictions_and_loses_none(
             runtime = client.app.state.runtime  # type: ignore[attr-defined]
             for row in rows[:10]:
                 ids.append(client.post("/predict", json=body_for(row)).json()["prediction_id"])
-            assert runtime.writer.flush(10)
+            assert runtime.core.writer.flush(10)
             proxy.cut()
             for row in rows[10:20]:
                 response = client.post("/predict", json=body_for(row))
                 assert response.status_code == 200, response.text  # served while the DB is away
                 ids.append(response.json()["prediction_id"])
-            assert runtime.writer.flush(10)
+            assert runtime.core.writer.flush(10)
             assert _wait(lambda: client.get("/health").json()["services"]["database"] == "down")
             # A spooled prediction is still explainable.
             assert client.get(f"/explain/{ids[-1]}").status_code == 200
@@ -132,8 +132,8 @@ def test_database_outage_spools_predictions_and_loses_none(
             for row in rows[20:]:
                 ids.append(client.post("/predict", json=body_for(row)).json()["prediction_id"])
             assert _wait(lambda: client.get("/health").json()["services"]["database"] == "ok")
-            assert runtime.writer.flush(10)
-            assert _wait(lambda: runtime.writer.status()["spooled"] == 0)
+            assert runtime.core.writer.flush(10)
+            assert _wait(lambda: runtime.core.writer.status()["spooled"] == 0)
     engine = sa.create_engine(postgres_url)
     with engine.connect() as conn:
         stored = [r[0] for r in conn.exec_driver_sql("SELECT id FROM predictions")]
@@ -156,8 +156,7 @@ def test_a_worker_that_swaps_late_repairs_what_the_first_one_missed(
     from prognos.registry.tracking import connect
     from prognos.training.config import TrainConfig
     from prognos.training.flow import train
-
-    from .conftest import FAST
+    from tests.helpers.trained import FAST
 
     settings = trained.settings(
         model_name=trained.name, auth_enabled=False, redis_url=redis_url,
@@ -170,7 +169,7 @@ def test_a_worker_that_swaps_late_repairs_what_the_first_one_missed(
     rows = readings(trained, 2, 40)
     first, gap, after = rows[:15], rows[15:24], rows[27:]
     with TestClient(create_app(settings)) as a, TestClient(create_app(settings)) as b:
-        workers = [a.app.state.runtime, b.app.state.runtime]  # type: ignore[attr-defined]
+        workers = [a.app.state.runtime.core, b.app.state.runtime.core]  # type: ignore[attr-defined]
         for i, row in enumerate(first):
             assert (a if i % 2 else b).post("/predict", json=body_for(row)).status_code == 200
         other = simulate_fleet(SimulatorConfig(n_assets=24, seed=13))

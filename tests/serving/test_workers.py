@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.helpers.serving import body_for, readings
-from tests.serving.conftest import Trained
+from tests.helpers.trained import Trained
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 

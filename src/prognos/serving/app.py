@@ -13,8 +13,8 @@ from fastapi import FastAPI
 
 import prognos
 from prognos.config import Settings, get_settings
+from prognos.ingestion.loading import LoadedModel
 from prognos.serving.errors import install_error_handlers
-from prognos.serving.loading import LoadedModel
 from prognos.serving.middleware import ServiceMiddleware
 from prognos.serving.routers import assets, feedback, health, keys, predictions, readings
 from prognos.serving.runtime import Runtime

@@ -1,100 +1,43 @@
-"""What one service process holds: the scorer of the model being served (in a compute process
-of its own by default, see ``compute``), the database writer, the batcher and the metrics; built
-in the app's lifespan, never at import.
-
-The model follows the registry's ``champion`` alias: a background task polls it and, when it
-moves, loads the new version off the event loop, seeds its online state from the stored readings
-and swaps it in between two batches. Requests in flight finish on the model they started with.
-"""
+"""What one HTTP service process holds: the ingestion core (model, writer, batcher; shared with
+the stream ingester) and what only the HTTP edge needs: API keys, rate limits and metrics. Built in
+the app's lifespan, never at import."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import gc
-import hashlib
-import logging
-import os
-import time
-from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from prognos.config import Settings
-from prognos.errors import PrognosError, StateStoreError, StorageUnavailableError
-from prognos.serving.batching import Batcher
-from prognos.serving.loading import (
-    LoadedModel,
-    build_predictor,
-    champion_version,
-    load_model,
-    settle_heap,
-)
-from prognos.serving.predictor import reading_log_row
+from prognos.ingestion.core import IngestionCore
+from prognos.ingestion.loading import LoadedModel
 from prognos.serving.ratelimit import RateLimiter
-from prognos.serving.scoring import ComputeLostError, LocalScorer, Scorer, ServedModel
 from prognos.serving.security import KeyCache, key_cache
 from prognos.serving.telemetry import Telemetry
-from prognos.storage.database import Database, database_url
-from prognos.storage.writer import RecordWriter
-
-log = logging.getLogger("prognos.serving")
-
-# How soon a compute process that failed to start is tried again.
-COMPUTE_RETRY_SECONDS = 5.0
-# How often online state that could not be rebuilt (database away) is tried again.
-STATE_RETRY_SECONDS = 1.0
-# How long a seed waits for the writer to bring the table up to date (spool replayed).
-SEED_WAIT_SECONDS = 30.0
-
-
-def spool_dir(settings: Settings, db: Database) -> Path:
-    """``HOME/spool/<database>``: one directory per database, so that a home shared by services
-    logging to different databases never replays one's records into another's."""
-    digest = hashlib.sha256(db.display_url.encode()).hexdigest()[:12]
-    return settings.home / "spool" / f"{db.dialect}-{digest}"
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 @dataclass
 class Runtime:
     settings: Settings
     telemetry: Telemetry = field(default_factory=Telemetry)
-    db: Database | None = None
-    writer: RecordWriter | None = None
-    scorer: Scorer | None = None
-    model: ServedModel | None = None
-    batcher: Batcher | None = None
+    core: IngestionCore = field(init=False)
     keys: KeyCache | None = None
     limiter: RateLimiter | None = None
-    started: float = field(default_factory=time.monotonic)
-    registry_ok: bool = False
-    registry_error: str | None = None
-    compute_error: str | None = None
-    model_name: str | None = None
     _redis: Any = None
-    _poller: asyncio.Task[None] | None = None
-    _wake: asyncio.Event | None = None
-    _side: ThreadPoolExecutor | None = None
-    _schema_pending: bool = False
 
-    # -- lifecycle -----------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        telemetry = self.telemetry
+        self.core = IngestionCore(
+            self.settings,
+            on_batch=telemetry.on_batch,
+            on_prediction=lambda p: telemetry.predictions.labels(p.risk_level).inc(),
+            on_model=telemetry.set_model,
+        )
 
     async def start(self, model: LoadedModel | None = None) -> None:
         settings = self.settings
-        settings.ensure_home()
-        self.db = Database(database_url(settings))
-        await self._upgrade()
-        self.writer = RecordWriter(self.db, spool_dir(settings, self.db))
-        self.writer.start()
-        self.keys = key_cache(settings, self.db)
+        await self.core.open()
+        assert self.core.db is not None
+        self.keys = key_cache(settings, self.core.db)
         if settings.auth_enabled:
             self.keys.start()  # drops keys revoked elsewhere (CLI, other workers) within 2 s
         if settings.redis_url is not None:
@@ -107,295 +50,15 @@ class Runtime:
         self.limiter = RateLimiter(
             settings.rate_limit_per_minute, self._redis, prefix=settings.redis_namespace
         )
-        self._wake = asyncio.Event()
-        self.batcher = Batcher(
-            lambda: self.scorer,
-            on_batch=self.telemetry.on_batch,
-            on_accepted=self._store_reading,
-            on_lost=self._wake.set,
-            on_unready=self._wake.set,
-        )
-        await self.batcher.start()
-        self.model_name = model.name if model is not None else settings.model_name
-        if model is not None:
-            await self.install(model.name, model.version, model)
-        elif self.model_name is not None:
-            await self.reload()
-        self._poller = asyncio.create_task(self._poll(), name="prognos-model-poller")
-        self.audit("service", "started", self.model_name or "", {"pid": os.getpid()})
+        await self.core.serve(model)
 
     async def stop(self) -> None:
-        gc.unfreeze()
-        if self._poller is not None:
-            self._poller.cancel()
         if self.keys is not None:
             await self.keys.stop()
-        if self.batcher is not None:
-            await self.batcher.stop()
-        if self.scorer is not None:
-            await asyncio.to_thread(self.scorer.close)
-        if self._side is not None:
-            self._side.shutdown(wait=True)
-        if self.writer is not None:
-            await asyncio.to_thread(self.writer.close, 10.0)
-        if self.db is not None:
-            self.db.dispose()
+        await self.core.stop()
         if self._redis is not None:
             self._redis.close()
         self.telemetry.close()
-
-    # -- the model -----------------------------------------------------------------------------
-
-    def _make_scorer(self, name: str, version: str, model: LoadedModel | None) -> Scorer:
-        """A compute process for a registered version (the default), else the model in this
-        process (``PROGNOS_COMPUTE_PROCESS=false``, or a model handed over already loaded)."""
-        if model is None and self.settings.compute_process:
-            from prognos.serving.compute import ProcessScorer
-
-            return ProcessScorer(self.settings, name, version)
-        if model is None:
-            model = load_model(self.settings, name, version)
-        if self._side is None:
-            self._side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prognos-explain")
-        return LocalScorer(build_predictor(self.settings, model), side=self._side, db=self.db)
-
-    async def install(self, name: str, version: str, model: LoadedModel | None = None) -> None:
-        """Load, seed and swap in ``name``/``version`` without losing a reading.
-
-        Readings keep arriving while the new state is seeded from the readings table. The
-        batcher journals them from a point where everything accepted before is queued for the
-        database; the writer is flushed, the table read, and the journal replayed into the new
-        state on the compute thread, where the swap then happens between two batches. So every
-        reading this process accepted is in the new state once, and requests in flight finish on
-        the model they started with.
-
-        With several workers sharing Redis each polls and swaps on its own, so one may still
-        accept readings on the old model after another built the new model's states. The seed
-        (and, for journaled readings the other worker overtook, a second seed after the swap)
-        rebuilds such assets from the stored readings; see ``OnlineFeatures.seed_states``. What
-        stays open is a reading still in another worker's writer queue at that moment
-        (milliseconds): its asset's state is then left as it is.
-        """
-        assert self.batcher is not None
-        batcher = self.batcher
-        scorer = await asyncio.to_thread(self._make_scorer, name, version, model)
-        try:
-            await batcher.run_in_compute_thread(batcher.start_journal)
-            previous = self.scorer
-            try:
-                seeded = await self._seed(scorer, asyncio.to_thread, SEED_WAIT_SECONDS)
-                if seeded is None and previous is not None:
-                    # Keep serving the model whose state is whole; the poller tries again.
-                    raise StorageUnavailableError(
-                        f"cannot rebuild the online state for {name}/{version}: the stored "
-                        "readings cannot be read now"
-                    )
-            except BaseException:
-                await batcher.run_in_compute_thread(batcher.stop_journal)
-                raise
-
-            def catch_up_and_swap() -> tuple[int, int]:
-                counts = scorer.replay(batcher.stop_journal())
-                self.scorer, self.model = scorer, scorer.model  # between two batches
-                return counts
-
-            replayed, behind = await batcher.run_in_compute_thread(catch_up_and_swap)
-        except BaseException:
-            await asyncio.to_thread(scorer.close)
-            raise
-        repaired = 0
-        if behind:
-            # Another worker sharing the store advanced these assets on the new model while
-            # this one journaled readings on the old: they are stored now, so rebuild the
-            # assets from the table (between batches: the state is not thread-safe here).
-            repaired = (
-                await self._seed(scorer, batcher.run_in_compute_thread, SEED_WAIT_SECONDS) or 0
-            )
-        self.registry_ok, self.registry_error = True, None
-        self.telemetry.set_model(name, version)
-        pid = scorer.pid
-        self.audit(
-            "service",
-            "model_loaded",
-            f"{name}/{version}",
-            {
-                "previous": None if previous is None else previous.model.version,
-                "seeded": seeded,
-                "replayed": replayed,
-                "repaired": repaired,
-                "compute_pid": pid,
-            },
-        )
-        log.info("serving %s version %s in process %d (%d asset states seeded, %d readings "
-                 "replayed)", name, version, pid, seeded, replayed)  # fmt: skip
-        if previous is not None:
-            await asyncio.to_thread(previous.close)
-        del previous
-        settle_heap()
-
-    async def _seed(
-        self, scorer: Scorer, run: Callable[..., Awaitable[Any]], wait: float
-    ) -> int | None:
-        """Rebuild ``scorer``'s online state (``run`` runs a call where the scorer may be used:
-        a thread while it is not serving, the compute thread once it is). None when it cannot
-        be rebuilt now; the scorer then answers 503 until a later call succeeds.
-
-        The table must hold every acknowledged reading first, so the writer's queue and spool
-        are written before the readings are read: otherwise a restart with readings still
-        spooled would rebuild a history that lacks them. While the database is down, a state
-        store that kept whole states (Redis with its generation) is used as it is.
-        """
-        replayed = self.writer is None or await asyncio.to_thread(self.writer.wait_replayed, wait)
-        try:
-            if replayed:
-                seeded: int = await run(scorer.seed)
-                return seeded
-            if await run(scorer.resume):
-                return 0
-        except (StorageUnavailableError, StateStoreError) as exc:
-            log.warning("online state not rebuilt yet: %s", exc)
-        return None
-
-    async def rebuild_state(self) -> bool:
-        """Rebuild the served model's online state if it is not ready (the database was away
-        at start-up, or the state store lost its states); True when it is ready now."""
-        scorer, batcher = self.scorer, self.batcher
-        if scorer is None or batcher is None or scorer.ready:
-            return True
-        if self._schema_pending:
-            await self._upgrade()
-        seeded = await self._seed(scorer, batcher.run_in_compute_thread, STATE_RETRY_SECONDS)
-        if seeded is None:
-            return False
-        self.audit("service", "state_rebuilt", f"{scorer.model.name}/{scorer.model.version}",
-                   {"seeded": seeded})  # fmt: skip
-        log.info("online state rebuilt (%d asset states seeded)", seeded)
-        return True
-
-    async def _upgrade(self) -> None:
-        """Migrate the schema; a database that is down now is migrated when it answers."""
-        assert self.db is not None
-        try:
-            await asyncio.to_thread(self.db.upgrade)
-        except PrognosError as exc:
-            self._schema_pending = True
-            log.warning("database not ready (%s); records are spooled meanwhile", exc)
-        else:
-            self._schema_pending = False
-
-    def compute_ok(self) -> bool:
-        return self.scorer is not None and self.scorer.alive
-
-    async def reload(self) -> bool:
-        """Load the champion if it is not what we serve (or its compute process stopped); True
-        when a new scorer was installed."""
-        name = self.model_name
-        if name is None:
-            return False
-        try:
-            version = await asyncio.to_thread(champion_version, self.settings, name)
-        except Exception as exc:  # registry away: keep serving what we have, say so in /health
-            self.registry_ok, self.registry_error = False, str(exc)[:300]
-            log.warning("registry check failed: %s", exc)
-            return False
-        self.registry_ok, self.registry_error = True, None
-        if version is None and self.model is None:
-            self.registry_error = f"registered model {name!r} has no champion (yet)"
-        if version is None or (
-            self.model is not None and self.model.version == version and self.compute_ok()
-        ):
-            return False
-        try:
-            await self.install(name, version)
-        except ComputeLostError as exc:  # the compute process did not start or died seeding
-            self.compute_error = str(exc)[:300]
-            log.warning("no compute process for %s/%s: %s", name, version, exc)
-            return False
-        except Exception as exc:  # the version could not be loaded from the registry
-            self.registry_ok, self.registry_error = False, str(exc)[:300]
-            log.warning("loading %s/%s failed: %s", name, version, exc)
-            return False
-        self.compute_error = None
-        return True
-
-    async def _poll(self) -> None:
-        assert self._wake is not None
-        next_reload = time.monotonic() + self.settings.model_poll_seconds
-        while True:
-            # Woken early when the compute process was lost, to start a new one at once, or
-            # when a batch found the state not ready; while one fails to start, or the state
-            # cannot be rebuilt, tried again every few seconds rather than every poll.
-            wait = max(0.0, next_reload - time.monotonic())
-            if self.compute_error is not None:
-                wait = min(wait, COMPUTE_RETRY_SECONDS)
-            unready = self.scorer is not None and not self.scorer.ready
-            if unready or self._schema_pending:
-                wait = min(wait, STATE_RETRY_SECONDS)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
-            self._wake.clear()
-            if self.compute_ok():
-                if self._schema_pending:
-                    await self._upgrade()
-                await self.rebuild_state()
-            if (
-                not self.compute_ok()
-                or self.compute_error is not None
-                or time.monotonic() >= next_reload
-            ):
-                next_reload = time.monotonic() + self.settings.model_poll_seconds
-                await self.reload()
-
-    # -- durability ----------------------------------------------------------------------------
-
-    async def acknowledge(self) -> None:
-        """Return once every record submitted so far (this request's among them) is committed
-        to the database or fsynced in the spool: only then may the request be answered 2xx.
-
-        Waits on the writer's group commit without blocking the loop. Raises
-        :class:`StorageUnavailableError` (503) when that takes over ``ack_timeout_seconds``
-        (a database that hangs rather than refuses): the records stay queued and are stored
-        later, and a retry is safe (readings and predictions are idempotent).
-        """
-        writer = self.writer
-        if writer is None:
-            return
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-
-        def settled() -> None:  # on the writer thread
-            loop.call_soon_threadsafe(_resolve, done)
-
-        if not writer.when_settled(writer.ticket(), settled):
-            return
-        try:
-            await asyncio.wait_for(done, self.settings.ack_timeout_seconds)
-        except TimeoutError:
-            raise StorageUnavailableError(
-                f"the request's records were not durable within "
-                f"{self.settings.ack_timeout_seconds:g} s (the database is slow to answer); "
-                "they stay queued and will be stored, and retrying is safe"
-            ) from None
-
-    # -- keys, audit, health -------------------------------------------------------------------
-
-    def _store_reading(self, reading: Mapping[str, Any], asset: str, when: int) -> None:
-        """Queue an accepted reading for the database (on the compute thread, see install)."""
-        if self.writer is not None:
-            self.writer.submit("reading", reading_log_row(reading, asset, when), normalised=True)
-
-    def audit(self, actor: str, action: str, subject: str, details: dict[str, Any]) -> None:
-        if self.writer is not None:
-            self.writer.submit(
-                "audit",
-                {
-                    "actor": actor,
-                    "action": action,
-                    "subject": subject,
-                    "details": details,
-                    "at": datetime.now(UTC),
-                },
-            )
 
     def state_store_ok(self) -> bool:
         """Whether the shared state store answers (the in-process one always does)."""

@@ -8,24 +8,32 @@ import pandas as pd
 from sqlalchemy import func, select
 
 from prognos.storage.database import Database
-from prognos.storage.models import Reading
+from prognos.storage.models import DEFAULT_FLEET, Reading
 
 
-def readings_tail(db: Database, last: int) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Each asset's newest ``last`` readings, one row per (asset, time), channels as columns
-    (asset then time), and each asset's reading count.
+def readings_tail(
+    db: Database, last: int, fleet: str = DEFAULT_FLEET
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Each of ``fleet``'s assets' newest ``last`` readings, one row per (asset, time), channels
+    as columns (asset then time), and each asset's reading count.
 
     One statement with window functions, so the rows and the counts are one snapshot even while
     readings are being written, and rebuilding state costs the fleet's size, not its history's.
     """
     newest_first = Reading.time.desc()
-    ranked = select(
-        Reading.asset_id,
-        Reading.time,
-        Reading.values,
-        func.row_number().over(partition_by=Reading.asset_id, order_by=newest_first).label("rank"),
-        func.count().over(partition_by=Reading.asset_id).label("total"),
-    ).subquery()
+    ranked = (
+        select(
+            Reading.asset_id,
+            Reading.time,
+            Reading.values,
+            func.row_number()
+            .over(partition_by=Reading.asset_id, order_by=newest_first)
+            .label("rank"),
+            func.count().over(partition_by=Reading.asset_id).label("total"),
+        )
+        .where(Reading.fleet == fleet)
+        .subquery()
+    )
     stmt = (
         select(ranked.c.asset_id, ranked.c.time, ranked.c["values"], ranked.c.total)
         .where(ranked.c.rank <= last)

@@ -71,16 +71,23 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-class Reading(Base):
-    """One accepted sensor reading; (asset_id, time) is unique so replays and retries are no-ops.
+# The fleet of records written before readings carried one (revision 0003), and of a service
+# whose model names none.
+DEFAULT_FLEET = "default"
 
-    The unique index leads with ``asset_id``, so it also serves lookups by asset.
+
+class Reading(Base):
+    """One accepted sensor reading; (fleet, asset_id, time) is unique so replays, retries and
+    re-delivered stream messages are no-ops, and one database holds several fleets.
+
+    The unique index leads with ``fleet`` then ``asset_id``, so it also serves lookups by asset.
     """
 
     __tablename__ = "readings"
-    __table_args__ = (UniqueConstraint("asset_id", "time"),)
+    __table_args__ = (UniqueConstraint("fleet", "asset_id", "time"),)
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    fleet: Mapped[str] = mapped_column(String, server_default=DEFAULT_FLEET)
     asset_id: Mapped[str] = mapped_column(String)
     # Cycles, or nanoseconds since the epoch for timestamped fleets.
     time: Mapped[int] = mapped_column(BigInteger)
@@ -97,6 +104,7 @@ class Prediction(Base):
     __table_args__ = (Index("ix_predictions_asset_id_time", "asset_id", "time"),)
 
     id: Mapped[str] = mapped_column(String, primary_key=True)  # pred_<uuid hex>
+    fleet: Mapped[str] = mapped_column(String, server_default=DEFAULT_FLEET)
     asset_id: Mapped[str] = mapped_column(String)
     time: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
@@ -126,6 +134,7 @@ class Feedback(Base):
 
     id: Mapped[str] = mapped_column(String, primary_key=True)  # fb_<uuid hex>
     prediction_id: Mapped[str | None] = mapped_column(String, nullable=True, index=True)
+    fleet: Mapped[str] = mapped_column(String, server_default=DEFAULT_FLEET)
     asset_id: Mapped[str] = mapped_column(String, index=True)
     failure_occurred: Mapped[bool] = mapped_column(Boolean)
     failure_time: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -171,3 +180,56 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String)
     subject: Mapped[str] = mapped_column(String)
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class DeadLetter(Base):
+    """A message the stream ingester could not take (not JSON, wrong schema, out of range, out of
+    order ...): kept with the reason and the raw payload, so nothing that arrived is lost."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)  # dl_<uuid hex>
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    fleet: Mapped[str] = mapped_column(String, server_default=DEFAULT_FLEET)
+    source: Mapped[str] = mapped_column(String)  # "mqtt", "kafka", "memory"
+    topic: Mapped[str | None] = mapped_column(String, nullable=True)
+    asset_id: Mapped[str | None] = mapped_column(String, nullable=True)
+    reason: Mapped[str] = mapped_column(String, index=True)  # a short code: not_json, schema, ...
+    detail: Mapped[str] = mapped_column(Text)
+    # The payload as received, decoded as UTF-8 with undecodable bytes as \x escapes.
+    payload: Mapped[str] = mapped_column(Text)
+
+
+class MonitoringRun(Base):
+    """One monitoring run (``prognos monitor run`` / ``monitor drift``): its window and verdict;
+    its figures are rows of :class:`MonitoringMetric`."""
+
+    __tablename__ = "monitoring_runs"
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)  # mon_<uuid hex>
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    kind: Mapped[str] = mapped_column(String)  # "live" or "batch"
+    fleet: Mapped[str] = mapped_column(String, server_default=DEFAULT_FLEET)
+    model_name: Mapped[str] = mapped_column(String)
+    model_version: Mapped[str] = mapped_column(String)
+    window_start: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    window_end: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    drift_detected: Mapped[bool] = mapped_column(Boolean)
+    share_drifted: Mapped[float] = mapped_column(Float)
+    report_path: Mapped[str | None] = mapped_column(String, nullable=True)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class MonitoringMetric(Base):
+    """One figure of a monitoring run: ``name`` (e.g. ``feature_drift_score``), an optional
+    ``label`` (e.g. the column), its value."""
+
+    __tablename__ = "monitoring_metrics"
+    __table_args__ = (Index("ix_monitoring_metrics_run_id_name", "run_id", "name"),)
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String)
+    name: Mapped[str] = mapped_column(String)
+    label: Mapped[str] = mapped_column(String, server_default="")
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)

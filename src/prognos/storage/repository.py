@@ -20,7 +20,14 @@ from sqlalchemy import Table, func, select
 from sqlalchemy.engine import Connection, RowMapping
 
 from prognos.errors import StorageError
-from prognos.storage.models import AuditEvent, Feedback, Prediction, Reading
+from prognos.storage.models import (
+    DEFAULT_FLEET,
+    AuditEvent,
+    DeadLetter,
+    Feedback,
+    Prediction,
+    Reading,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,20 +53,22 @@ __all__ = [
     "readings_for_asset",
 ]
 
-RecordKind = Literal["reading", "prediction", "feedback", "audit"]
+RecordKind = Literal["reading", "prediction", "feedback", "audit", "dead_letter"]
 KINDS: tuple[RecordKind, ...] = get_args(RecordKind)
 
 _READINGS: Table = Reading.__table__  # type: ignore[assignment]
 _PREDICTIONS: Table = Prediction.__table__  # type: ignore[assignment]
 _FEEDBACK: Table = Feedback.__table__  # type: ignore[assignment]
 _AUDIT: Table = AuditEvent.__table__  # type: ignore[assignment]
+_DEAD_LETTERS: Table = DeadLetter.__table__  # type: ignore[assignment]
 
 # kind -> (table, conflict key, id prefix for a client-generated key or None)
 _TABLES: dict[RecordKind, tuple[Table, tuple[str, ...], str | None]] = {
-    "reading": (_READINGS, ("asset_id", "time"), None),
+    "reading": (_READINGS, ("fleet", "asset_id", "time"), None),
     "prediction": (_PREDICTIONS, ("id",), "pred"),
     "feedback": (_FEEDBACK, ("id",), "fb"),
     "audit": (_AUDIT, ("event_id",), "evt"),
+    "dead_letter": (_DEAD_LETTERS, ("id",), "dl"),
 }
 
 
@@ -157,6 +166,7 @@ _REQUIRED: dict[RecordKind, frozenset[str]] = {
     ),
     "feedback": frozenset({"asset_id", "failure_occurred"}),
     "audit": frozenset({"actor", "action", "subject"}),
+    "dead_letter": frozenset({"source", "reason", "detail", "payload"}),
 }
 
 
@@ -181,6 +191,7 @@ def normalise_record(kind: RecordKind, row: Mapping[str, Any]) -> dict[str, Any]
         if not isinstance(values, Mapping):
             raise StorageError("reading values: expected a mapping of channel -> value")
         return {
+            "fleet": str(row.get("fleet") or DEFAULT_FLEET),
             "asset_id": str(row["asset_id"]),
             "time": _int(row["time"], kind, "time"),
             "values": {
@@ -195,6 +206,7 @@ def normalise_record(kind: RecordKind, row: Mapping[str, Any]) -> dict[str, Any]
             raise StorageError("prediction explanation: expected a JSON object, a list or null")
         return {
             "id": str(row.get("id") or new_id(kind)),
+            "fleet": str(row.get("fleet") or DEFAULT_FLEET),
             "asset_id": str(row["asset_id"]),
             "time": _int(row["time"], kind, "time"),
             "created_at": _datetime(row.get("created_at") or _utcnow(), kind, "created_at"),
@@ -214,6 +226,7 @@ def normalise_record(kind: RecordKind, row: Mapping[str, Any]) -> dict[str, Any]
         feedback = {
             "id": str(row.get("id") or new_id(kind)),
             "prediction_id": _optional_str(row.get("prediction_id")),
+            "fleet": str(row.get("fleet") or DEFAULT_FLEET),
             "asset_id": str(row["asset_id"]),
             "failure_occurred": bool(row["failure_occurred"]),
             "failure_time": None
@@ -232,6 +245,8 @@ def normalise_record(kind: RecordKind, row: Mapping[str, Any]) -> dict[str, Any]
             if isinstance(value, str) and "\x00" in value:
                 raise StorageError(f"feedback {field}: text must not contain NUL")
         return feedback
+    if kind == "dead_letter":
+        return _dead_letter(row)
     details = row.get("details") or {}
     if not isinstance(details, Mapping):
         raise StorageError("audit details: expected a mapping")
@@ -242,6 +257,32 @@ def normalise_record(kind: RecordKind, row: Mapping[str, Any]) -> dict[str, Any]
         "action": str(row["action"]),
         "subject": str(row["subject"]),
         "details": _json_safe(details, kind, "details"),
+    }
+
+
+# A dead letter keeps at most this much of its payload and reason text.
+DEAD_LETTER_PAYLOAD_CHARS = 65_536
+DEAD_LETTER_DETAIL_CHARS = 2_000
+
+
+def _text(value: Any, limit: int) -> str:
+    """Text PostgreSQL accepts (no NUL), bytes decoded with ``\\x`` escapes, cut at ``limit``."""
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value).decode("utf-8", errors="backslashreplace")
+    return str(value).replace("\x00", "\\x00")[:limit]
+
+
+def _dead_letter(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(row.get("id") or new_id("dead_letter")),
+        "received_at": _datetime(row.get("received_at") or _utcnow(), "dead_letter", "at"),
+        "fleet": _text(row.get("fleet") or DEFAULT_FLEET, 200),
+        "source": _text(row["source"], 40),
+        "topic": None if row.get("topic") is None else _text(row["topic"], 1000),
+        "asset_id": None if row.get("asset_id") is None else _text(row["asset_id"], 200),
+        "reason": _text(row["reason"], 64),
+        "detail": _text(row["detail"], DEAD_LETTER_DETAIL_CHARS),
+        "payload": _text(row["payload"], DEAD_LETTER_PAYLOAD_CHARS),
     }
 
 

@@ -34,8 +34,8 @@ async def list_assets(
 ) -> AssetsOut:
     """Every asset's latest prediction, riskiest first (from the prediction log, so every worker
     and replica agrees)."""
-    assert runtime.db is not None
-    rows = await run_in_threadpool(repository.latest_predictions, runtime.db, limit)
+    assert runtime.core.db is not None
+    rows = await run_in_threadpool(repository.latest_predictions, runtime.core.db, limit)
     return AssetsOut(assets=[_summary(r) for r in rows])
 
 
@@ -47,11 +47,11 @@ async def get_asset(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> AssetOut:
     """One asset's online state and its prediction history, newest first."""
-    assert runtime.db is not None
+    assert runtime.core.db is not None
     state = None
-    if runtime.model is not None and runtime.batcher is not None:
+    if runtime.core.model is not None and runtime.core.batcher is not None:
         # The state lives with the model (possibly in the compute process): ask there.
-        [outcome] = await runtime.batcher.submit("state", [asset_id])
+        [outcome] = await runtime.core.batcher.submit("state", [asset_id])
         if outcome.error is not None:  # the state store is away (503)
             raise outcome.error
         if outcome.state is not None:
@@ -60,7 +60,9 @@ async def get_asset(
                 last_time=outcome.state.last_time,
                 regime=outcome.state.regime,
             )
-    rows = await run_in_threadpool(repository.predictions_for_asset, runtime.db, asset_id, limit)
+    rows = await run_in_threadpool(
+        repository.predictions_for_asset, runtime.core.db, asset_id, limit
+    )
     if state is None and not rows:
         raise NotFoundError(f"no readings or predictions for asset {asset_id!r}")
     return AssetOut(equipment_id=asset_id, state=state, predictions=[_summary(r) for r in rows])

@@ -8,10 +8,10 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 from prognos.errors import ConfigError, SchemaError
-from prognos.serving.predictor import Prediction
+from prognos.ingestion.predictor import Prediction
+from prognos.ingestion.scoring import NoModelError, ServedModel
 from prognos.serving.runtime import Runtime
 from prognos.serving.schemas import ReadingIn
-from prognos.serving.scoring import NoModelError, ServedModel
 
 
 def check_channels(reading: ReadingIn, model: ServedModel) -> None:
@@ -28,9 +28,9 @@ def check_channels(reading: ReadingIn, model: ServedModel) -> None:
 
 def require_model(runtime: Runtime) -> ServedModel:
     """The model being served, or 503: readings and predictions need its feature pipeline."""
-    if runtime.model is None:
+    if runtime.core.model is None:
         raise NoModelError("no model is loaded yet; see /health")
-    return runtime.model
+    return runtime.core.model
 
 
 def check_batch_size(runtime: Runtime, items: int) -> None:
@@ -94,9 +94,3 @@ class FastJSONResponse(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return json.dumps(content, separators=(",", ":")).encode()
-
-
-def log_prediction(runtime: Runtime, p: Prediction, latency_ms: float) -> None:
-    runtime.telemetry.predictions.labels(p.risk_level).inc()
-    if runtime.writer is not None:
-        runtime.writer.submit("prediction", p.log_row(latency_ms), normalised=True)

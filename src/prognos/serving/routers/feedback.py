@@ -33,13 +33,13 @@ async def feedback(body: FeedbackIn, runtime: RuntimeDep, principal: Ingester) -
     (``prognos.storage.repository.feedback_labels``). With ``failure_cycle`` the response says
     how far the predicted RUL was from the actual one.
     """
-    assert runtime.writer is not None and runtime.db is not None
+    assert runtime.core.writer is not None and runtime.core.db is not None
     prediction = None
     if body.prediction_id is not None:
-        prediction = runtime.writer.pending_prediction(body.prediction_id)
+        prediction = runtime.core.writer.pending_prediction(body.prediction_id)
         if prediction is None:
             prediction = await run_in_threadpool(
-                repository.get_prediction, runtime.db, body.prediction_id
+                repository.get_prediction, runtime.core.db, body.prediction_id
             )
         if prediction is None:
             raise NotFoundError(f"no prediction {body.prediction_id!r}")
@@ -52,7 +52,7 @@ async def feedback(body: FeedbackIn, runtime: RuntimeDep, principal: Ingester) -
     if prediction is not None:
         _check_after(outcome, prediction)
     feedback_id = f"fb_{uuid.uuid4().hex}"
-    runtime.writer.submit(
+    runtime.core.writer.submit(
         "feedback",
         {
             "id": feedback_id,
@@ -67,7 +67,7 @@ async def feedback(body: FeedbackIn, runtime: RuntimeDep, principal: Ingester) -
             "submitted_by": principal.name,
         },
     )
-    await runtime.acknowledge()  # the feedback is durable before the 201
+    await runtime.core.acknowledge()  # the feedback is durable before the 201
     accuracy = None
     if (
         prediction is not None

@@ -21,10 +21,10 @@ async def revoke_key(name: str, runtime: RuntimeDep, principal: Admin) -> KeyRev
     This worker refuses the key from the response on; the other workers and replicas read the
     revocation from the database within ``refused_within_seconds``.
     """
-    assert runtime.db is not None and runtime.keys is not None
+    assert runtime.core.db is not None and runtime.keys is not None
     try:
         info = await run_in_threadpool(
-            api_keys.revoke_api_key, runtime.db, name, actor=f"api:{principal.name}"
+            api_keys.revoke_api_key, runtime.core.db, name, actor=f"api:{principal.name}"
         )
     except ConfigError as exc:  # the one thing revoke_api_key refuses: an unknown name
         raise NotFoundError(str(exc)) from exc

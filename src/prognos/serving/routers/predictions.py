@@ -9,14 +9,14 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from prognos.errors import NotFoundError, PrognosError
-from prognos.serving.batching import raise_unavailable
+from prognos.ingestion.batching import raise_unavailable
+from prognos.ingestion.scoring import Outcome
 from prognos.serving.deps import Forecaster, Reader, RuntimeDep
 from prognos.serving.errors import status_for
 from prognos.serving.routers.common import (
     FastJSONResponse,
     check_batch_size,
     check_channels,
-    log_prediction,
     prediction_payload,
     require_model,
 )
@@ -28,7 +28,6 @@ from prognos.serving.schemas import (
     PredictionOut,
     ReadingIn,
 )
-from prognos.serving.scoring import Outcome
 from prognos.storage import repository
 
 router = APIRouter(tags=["predictions"])
@@ -57,13 +56,13 @@ async def predict(body: ReadingIn, runtime: RuntimeDep, _: Forecaster) -> FastJS
     start = time.perf_counter()
     model = require_model(runtime)
     check_channels(body, model)
-    assert runtime.batcher is not None
-    [outcome] = await runtime.batcher.submit("predict", [body.as_reading()])
+    assert runtime.core.batcher is not None
+    [outcome] = await runtime.core.batcher.submit("predict", [body.as_reading()])
     _raise(outcome)
     assert outcome.prediction is not None
     latency = (time.perf_counter() - start) * 1000.0
-    log_prediction(runtime, outcome.prediction, latency)
-    await runtime.acknowledge()  # the reading and the prediction are durable before the 200
+    runtime.core.log_prediction(outcome.prediction, latency)
+    await runtime.core.acknowledge()  # the reading and the prediction are durable before the 200
     return FastJSONResponse(
         prediction_payload(outcome.prediction, model, latency, runtime.settings.top_features)
     )
@@ -82,11 +81,11 @@ async def batch_predict(
     model = require_model(runtime)
     items: list[Any]
     check_batch_size(runtime, len(body.equipment_ids or body.readings or []))
-    assert runtime.batcher is not None
+    assert runtime.core.batcher is not None
     errors: list[BatchError] = []
     if body.equipment_ids is not None:
         ids = list(body.equipment_ids)
-        outcomes = await runtime.batcher.submit("current", ids, explain=body.explain)
+        outcomes = await runtime.core.batcher.submit("current", ids, explain=body.explain)
         raise_unavailable(outcomes)
     else:
         readings = body.readings or []
@@ -100,7 +99,7 @@ async def batch_predict(
                 continue
             ids.append(reading.equipment_id)
             items.append(reading)
-        outcomes = await runtime.batcher.submit(
+        outcomes = await runtime.core.batcher.submit(
             "predict", [r.as_reading() for r in items], explain=body.explain
         )
         raise_unavailable(outcomes)
@@ -112,11 +111,11 @@ async def batch_predict(
                                      message=str(outcome.error)))  # fmt: skip
             continue
         assert outcome.prediction is not None
-        log_prediction(runtime, outcome.prediction, latency)
+        runtime.core.log_prediction(outcome.prediction, latency)
         predictions.append(
             prediction_payload(outcome.prediction, model, latency, runtime.settings.top_features)
         )
-    await runtime.acknowledge()
+    await runtime.core.acknowledge()
     return FastJSONResponse(
         {
             "predictions": predictions,
@@ -132,10 +131,10 @@ async def batch_predict(
 async def explain(prediction_id: str, runtime: RuntimeDep, _: Reader) -> ExplainOut:
     """The full logged explanation of a prediction: the largest TreeSHAP contributions, the rest
     summed as ``other``, and the base value; they add up to the explained member's logit."""
-    assert runtime.writer is not None and runtime.db is not None
-    row = runtime.writer.pending_prediction(prediction_id)
+    assert runtime.core.writer is not None and runtime.core.db is not None
+    row = runtime.core.writer.pending_prediction(prediction_id)
     if row is None:
-        row = await run_in_threadpool(repository.get_prediction, runtime.db, prediction_id)
+        row = await run_in_threadpool(repository.get_prediction, runtime.core.db, prediction_id)
     if row is None:
         raise NotFoundError(f"no prediction {prediction_id!r}")
     return ExplainOut(

@@ -6,7 +6,6 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from prognos.errors import PrognosError
-from prognos.serving.batching import raise_unavailable
 from prognos.serving.deps import Ingester, RuntimeDep
 from prognos.serving.routers.common import (
     check_batch_size,
@@ -53,10 +52,8 @@ async def post_readings(
             valid.append((i, reading))
         except PrognosError as exc:
             results[i] = _rejected(i, reading, exc)
-    assert runtime.batcher is not None
-    outcomes = await runtime.batcher.submit("ingest", [r.as_reading() for _, r in valid])
-    raise_unavailable(outcomes)
-    await runtime.acknowledge()  # accepted readings are durable before the answer
+    # The one ingestion path (shared with the stream): accepted readings are durable on return.
+    outcomes = await runtime.core.ingest([r.as_reading() for _, r in valid])
     for (i, reading), outcome in zip(valid, outcomes, strict=True):
         if outcome.error is not None:
             results[i] = _rejected(i, reading, outcome.error)

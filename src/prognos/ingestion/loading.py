@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from prognos.config import Settings
 from prognos.features.online import OnlineFeatures
 from prognos.features.stores import make_state_store
+from prognos.ingestion.predictor import Predictor
 from prognos.models.bundle import ModelBundle
-from prognos.serving.predictor import Predictor
 
 
 def settle_heap() -> None:
@@ -76,3 +76,9 @@ def champion_version(settings: Settings, name: str) -> str | None:
 
     current = versions.champion(connect(settings), name)
     return None if current is None else str(current.version)
+
+
+def served_fleet(settings: Settings, predictor: Predictor) -> str:
+    """The fleet whose readings a served model takes and stores: ``PROGNOS_FLEET``, else the
+    fleet the model was trained on."""
+    return settings.fleet if settings.fleet is not None else predictor.bundle.fleet.name

@@ -1,4 +1,5 @@
-"""One small model trained and registered once per session, for every serving test."""
+"""The small model trained and registered once per session (the ``trained`` fixture in
+``tests/conftest.py``), for every test that serves, ingests or monitors."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from prognos.config import Settings, get_settings
 from prognos.data.simulator import SimulatorConfig, simulate_fleet
@@ -34,9 +34,8 @@ class Trained:
         return get_settings(home=self.home, **overrides)
 
 
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    home = tmp_path_factory.mktemp("serving-home")
+def train_tiny(home: Path) -> Trained:
+    """Train the tiny model ``"tiny"`` on 24 simulated assets into ``home``."""
     data = simulate_fleet(SimulatorConfig(n_assets=24, seed=11))
     train(data, TrainConfig.model_validate(FAST), get_settings(home=home), name="tiny")
     unseen = simulate_fleet(SimulatorConfig(n_assets=6, seed=12)).readings

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prognos.errors import StateStoreError
-from prognos.serving.scoring import ComputeLostError, Kind, NoModelError, Outcome, Scorer
+from prognos.ingestion.scoring import ComputeLostError, Kind, NoModelError, Outcome, Scorer
 
 log = logging.getLogger("prognos.serving")
 

@@ -32,7 +32,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from prognos.config import Settings
-from prognos.serving.scoring import BatchResult, ComputeLostError, LocalScorer, ServedModel, Work
+from prognos.ingestion.scoring import BatchResult, ComputeLostError, LocalScorer, ServedModel, Work
 
 log = logging.getLogger("prognos.serving")
 
@@ -42,7 +42,7 @@ START_TIMEOUT_S = 300.0
 CALL_TIMEOUT_S = 60.0
 # Imported once by the fork server, so that each compute process starts from them instead of
 # importing torch, XGBoost and MLflow again (seconds per process otherwise).
-PRELOAD = ["prognos.serving.compute", "prognos.serving.loading", "torch", "xgboost", "mlflow"]
+PRELOAD = ["prognos.ingestion.compute", "prognos.ingestion.loading", "torch", "xgboost", "mlflow"]
 
 
 def _context() -> multiprocessing.context.ForkServerContext:
@@ -166,13 +166,13 @@ def child_main(conn: Connection, settings: Settings, name: str, version: str) ->
         level=settings.log_level, format="%(asctime)s compute %(levelname)s %(message)s"
     )
     try:
-        from prognos.serving.loading import build_predictor, load_model, settle_heap
+        from prognos.ingestion.loading import build_predictor, load_model, served_fleet, settle_heap
         from prognos.storage.database import Database, database_url
 
         predictor = build_predictor(settings, load_model(settings, name, version))
         side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prognos-explain")
         db = Database(database_url(settings))  # to seed state from the stored readings
-        scorer = LocalScorer(predictor, side=side, db=db)
+        scorer = LocalScorer(predictor, side=side, db=db, fleet=served_fleet(settings, predictor))
         settle_heap()
         conn.send(("ready", scorer.model))
     except BaseException as exc:  # say why to the parent, which reports it in /health

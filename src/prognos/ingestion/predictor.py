@@ -24,6 +24,7 @@ from prognos.features.online import OnlineFeatures, asset_key, time_key
 from prognos.features.stores import StateStore
 from prognos.models.base import ModelInput
 from prognos.models.bundle import ModelBundle
+from prognos.storage.models import DEFAULT_FLEET
 
 RISK_LEVELS = ("LOW", "MEDIUM", "HIGH")
 # The member whose failure classifier is explained (exact TreeSHAP, native to XGBoost).
@@ -123,10 +124,13 @@ class Prediction:
         )  # fmt: skip
         return f"pred_{uuid.uuid5(_PREDICTION_IDS, key).hex}"
 
-    def log_row(self, latency_ms: float | None = None) -> dict[str, Any]:
+    def log_row(
+        self, latency_ms: float | None = None, fleet: str = DEFAULT_FLEET
+    ) -> dict[str, Any]:
         """The ``predictions`` table row, already in ``normalise_record``'s form (tested)."""
         return {
             "id": self.prediction_id,
+            "fleet": fleet,
             "asset_id": self.asset_id,
             "time": self.time,
             "created_at": self.created_at,
@@ -143,12 +147,15 @@ class Prediction:
         }
 
 
-def reading_log_row(reading: Mapping[str, Any], asset: str, time: int) -> dict[str, Any]:
+def reading_log_row(
+    reading: Mapping[str, Any], asset: str, time: int, fleet: str
+) -> dict[str, Any]:
     """The ``readings`` table row of an accepted reading, in ``normalise_record``'s form (tested).
 
     ``asset`` and ``time`` are the keys the state took; the other fields are the channels.
     """
     return {
+        "fleet": fleet,
         "asset_id": asset,
         "time": time,
         "values": {k: float(v) for k, v in reading.items() if k not in ("asset_id", "time")},

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from prognos.features.online import time_key
-from prognos.serving.loading import load_champion
-from prognos.serving.predictor import (
+from prognos.ingestion.loading import load_champion
+from prognos.ingestion.predictor import (
     Contribution,
     Explanation,
     Prediction,
@@ -19,8 +19,7 @@ from prognos.serving.predictor import (
 )
 from prognos.serving.schemas import ReadingIn
 from prognos.storage.repository import normalise_record
-
-from .conftest import Trained
+from tests.helpers.trained import Trained
 
 
 def _same(kind: Any, row: dict[str, Any]) -> None:
@@ -91,6 +90,6 @@ def test_reading_log_rows_are_already_normalised(time: dict[str, Any]) -> None:
         }
     )
     reading = body.as_reading()
-    row = reading_log_row(reading, "engine_1", time_key(reading["time"]))
+    row = reading_log_row(reading, "engine_1", time_key(reading["time"]), "fd001")
     _same("reading", row)
     assert row["values"] == {"setting_1": -0.0007, "sensor_2": 642.5, "sensor_3": 1589.0}

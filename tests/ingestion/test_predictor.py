@@ -7,10 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from prognos.serving.loading import load_champion
-from prognos.serving.predictor import SHARE_SHAP_FROM, Predictor, Scored
-
-from .conftest import Trained
+from prognos.ingestion.loading import load_champion
+from prognos.ingestion.predictor import SHARE_SHAP_FROM, Predictor, Scored
+from tests.helpers.trained import Trained
 
 
 @pytest.fixture(scope="module")

@@ -26,9 +26,10 @@ from prognos.errors import (
     StorageUnavailableError,
 )
 from prognos.features.online import asset_key
-from prognos.serving.predictor import Prediction, Predictor, Scored
+from prognos.ingestion.predictor import Prediction, Predictor, Scored
 from prognos.storage.database import Database
 from prognos.storage.history import readings_tail
+from prognos.storage.models import DEFAULT_FLEET
 
 log = logging.getLogger("prognos.serving")
 
@@ -154,6 +155,7 @@ class LocalScorer:
         *,
         side: Executor | None = None,
         db: Database | None = None,
+        fleet: str = DEFAULT_FLEET,
     ) -> None:
         self.predictor = predictor
         self.model = ServedModel.of(predictor)
@@ -162,6 +164,7 @@ class LocalScorer:
         self.alive = True
         self._side = side
         self._db = db  # where the readings are stored, to seed state from
+        self.fleet = fleet  # whose stored readings are this model's history
         self.ready = db is None  # without a database there is no history to rebuild
 
     def process(self, work: Sequence[Work]) -> BatchResult:
@@ -266,7 +269,7 @@ class LocalScorer:
         online = self.predictor.online
         store = online.store
         try:
-            frame, counts = readings_tail(self._db, online.seed_tail)
+            frame, counts = readings_tail(self._db, online.seed_tail, self.fleet)
         except StorageUnavailableError:
             self.ready = store.resume()
             if self.ready:

@@ -14,15 +14,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from prognos.errors import OutOfOrderReadingError, ReadingRejectedError, UnknownAssetError
-from prognos.serving import compute
+from prognos.ingestion import compute
+from prognos.ingestion.compute import ProcessScorer
+from prognos.ingestion.loading import build_predictor, load_champion
+from prognos.ingestion.scoring import ComputeLostError, LocalScorer, Work
 from prognos.serving.app import create_app
-from prognos.serving.compute import ProcessScorer
-from prognos.serving.loading import build_predictor, load_champion
-from prognos.serving.scoring import ComputeLostError, LocalScorer, Work
 from prognos.storage.database import Database
 from tests.helpers.serving import body_for, open_settings, readings
-
-from .conftest import Trained
+from tests.helpers.trained import Trained
 
 
 @pytest.fixture(scope="module")
@@ -165,8 +164,8 @@ def test_the_service_replaces_a_lost_compute_process_and_keeps_the_state(
         assert client.get("/health").json()["services"]["compute_mode"] == "process"
         answers = [client.post("/predict", json=body_for(r)).json() for r in rows[:-1]]
         assert all("prediction" in a for a in answers)
-        first_pid = runtime.scorer.pid
-        make_scorer, failed = runtime._make_scorer, []
+        first_pid = runtime.core.scorer.pid
+        make_scorer, failed = runtime.core._make_scorer, []
 
         def fail_once(*args: Any) -> Any:  # the first new process fails to start
             if not failed:
@@ -174,7 +173,7 @@ def test_the_service_replaces_a_lost_compute_process_and_keeps_the_state(
                 raise ComputeLostError("compute process for tiny/1 failed to start: test")
             return make_scorer(*args)
 
-        runtime._make_scorer = fail_once
+        runtime.core._make_scorer = fail_once
         os.kill(first_pid, signal.SIGKILL)
         lost = client.post("/predict", json=body_for(rows[-1]))
         assert lost.status_code == 503 and "compute process stopped" in lost.json()["detail"]
@@ -182,9 +181,9 @@ def test_the_service_replaces_a_lost_compute_process_and_keeps_the_state(
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             health = client.get("/health").json()
-            if health["services"]["compute"] == "ok" and runtime.scorer.pid != first_pid:
+            if health["services"]["compute"] == "ok" and runtime.core.scorer.pid != first_pid:
                 break
-            assert health["status"] == "degraded" or runtime.scorer.pid != first_pid
+            assert health["status"] == "degraded" or runtime.core.scorer.pid != first_pid
             assert health["services"]["registry"] == "ok"  # the compute process failed, not it
             errors.add(health["detail"].get("compute_error"))
             time.sleep(0.2)
