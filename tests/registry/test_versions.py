@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 
-from prognos.registry.versions import gate
-from prognos.training.config import GateConfig
+from prognos.registry.versions import GateConfig, gate
 
 GOOD = {"f2": 0.92, "recall": 0.95, "rmse": 12.5}
 

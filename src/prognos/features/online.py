@@ -57,6 +57,18 @@ class AssetState:
     # The latest reading's settings and sensors as sent (empty where unknown).
     values: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
 
+    def copy(self) -> AssetState:
+        """A deep copy: the in-process store advances a copy, so a failed update changes nothing."""
+        return AssetState(
+            count=self.count,
+            last_time=self.last_time,
+            head=self.head,
+            history=self.history.copy(),
+            ewma=self.ewma.copy(),
+            regime=self.regime,
+            values=self.values.copy(),
+        )
+
     def to_bytes(self) -> bytes:
         return (
             _HEADER.pack(self.count, self.last_time, self.head, self.regime)

@@ -86,7 +86,7 @@ class MemoryStateStore:
             current = self._states.get(asset_id)
             # ``advance`` may mutate in place: hand it a copy, so that a rejection part-way leaves
             # the stored state exactly as it was.
-            state, result = advance(None if current is None else _copy(current))
+            state, result = advance(None if current is None else current.copy())
             self._states[asset_id] = state
             return result
 
@@ -108,20 +108,6 @@ class MemoryStateStore:
 
     def resume(self) -> bool:
         return False  # a new process's memory holds nothing: always rebuild
-
-
-def _copy(state: AssetState) -> AssetState:
-    from prognos.features.online import AssetState
-
-    return AssetState(
-        count=state.count,
-        last_time=state.last_time,
-        head=state.head,
-        history=state.history.copy(),
-        ewma=state.ewma.copy(),
-        regime=state.regime,
-        values=state.values.copy(),
-    )
 
 
 # Optimistic concurrency in two round trips (GET, then this script) instead of WATCH/MULTI's

@@ -12,12 +12,26 @@ from typing import Any
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from pydantic import BaseModel, ConfigDict, Field
 
 from prognos.errors import PrognosError
-from prognos.training.config import GateConfig
 
 CHAMPION = "champion"
 _HISTORY_TAG = "prognos.champion_history"
+
+
+class GateConfig(BaseModel):
+    """What a new model must reach to become ``champion``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_f2: float = 0.0
+    min_recall: float = 0.0
+    max_rmse: float = float("inf")
+    no_worse_than_champion: bool = True
+    tolerance: float = Field(
+        default=0.01, ge=0, description="Relative slack when comparing with the champion."
+    )
 
 
 class RegistryError(PrognosError):

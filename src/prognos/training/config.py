@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from prognos.features.spec import FeatureSpec
 from prognos.fleet import load_yaml_model
+from prognos.registry.versions import GateConfig
 
 MemberName = Literal["xgboost", "sequence", "forest"]
 DEFAULT_ENSEMBLE: tuple[MemberName, ...] = ("xgboost", "sequence")
@@ -46,20 +47,6 @@ class CostConfig(BaseModel):
 
     missed_failure: float = Field(default=50_000.0, gt=0)
     false_alarm: float = Field(default=2_000.0, gt=0)
-
-
-class GateConfig(BaseModel):
-    """What a new model must reach to become ``champion``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    min_f2: float = 0.0
-    min_recall: float = 0.0
-    max_rmse: float = float("inf")
-    no_worse_than_champion: bool = True
-    tolerance: float = Field(
-        default=0.01, ge=0, description="Relative slack when comparing with the champion."
-    )
 
 
 class TrainConfig(BaseModel):
