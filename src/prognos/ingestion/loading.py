@@ -63,10 +63,13 @@ def load_champion(settings: Settings, name: str) -> LoadedModel:
 
 
 def build_predictor(settings: Settings, model: LoadedModel) -> Predictor:
-    """The model with its state store (whose key namespace follows the model's feature layout
-    and scalers)."""
+    """The model with its state store, whose key namespace follows the fleet (two fleets may
+    both have an ``engine_1``) and the model's feature layout and scalers."""
     layout = OnlineFeatures(model.bundle.pipeline, window=model.bundle.window)
-    store = make_state_store(settings, decode=layout.decode_state, fingerprint=layout.fingerprint)
+    fleet = settings.fleet if settings.fleet is not None else model.bundle.fleet.name
+    store = make_state_store(
+        settings, decode=layout.decode_state, fingerprint=f"{fleet}:{layout.fingerprint}"
+    )
     return Predictor(model.bundle, store, model_name=model.name, model_version=model.version)
 
 
