@@ -35,6 +35,8 @@ class Settings(BaseSettings):
 
     fleet: str | None = Field(
         default=None,
+        # It names MQTT topics and Redis keys: no separators or wildcards.
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
         description="The fleet this process's readings belong to (stored with each reading, so "
         "one database holds several fleets); the served model's fleet when unset.",
     )
@@ -78,6 +80,66 @@ class Settings(BaseSettings):
         default=None,
         description="MQTT broker (mqtt://user:pass@host:1883); the demo uses an in-process "
         "queue when unset.",
+    )
+    mqtt_session_expiry_seconds: int = Field(
+        default=86_400,
+        ge=0,
+        le=4_294_967_295,
+        description="How long the broker keeps a stopped ingester's session, and the readings "
+        "queued for it, before dropping them.",
+    )
+    mqtt_receive_maximum: int = Field(
+        default=20_000,
+        ge=1,
+        le=65_535,
+        description="Unacknowledged messages the broker may send an ingester at once (messages "
+        "are acknowledged only once durable, so this bounds a batch).",
+    )
+    stream_batch_max: int = Field(
+        default=5_000, ge=1, description="Most messages the ingester takes in one batch."
+    )
+    stream_batch_wait_ms: float = Field(
+        default=20.0,
+        ge=0,
+        description="How long the ingester lets a batch fill after its first message.",
+    )
+    stream_metrics_port: int | None = Field(
+        default=None, ge=0, le=65_535, description="Serve the ingester's Prometheus metrics here."
+    )
+
+    # -- monitoring -----------------------------------------------------------------------------
+    monitoring_window_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="Live monitoring's recent window (by arrival time): data quality and drift "
+        "of the readings, predictions and dead letters received in it.",
+    )
+    monitoring_label_window_hours: float = Field(
+        default=720.0,
+        gt=0,
+        description="How far back predictions are judged against feedback: labels arrive late, "
+        "so realised performance looks further back than the recent window.",
+    )
+    monitoring_max_rows: int = Field(
+        default=200_000,
+        ge=1,
+        description="Most readings (and most predictions) one monitoring run reads: the newest.",
+    )
+    monitoring_coverage_min: float = Field(
+        default=0.80, ge=0, le=1, description="Lowest realised interval coverage still in band."
+    )
+    monitoring_coverage_max: float = Field(
+        default=0.97, ge=0, le=1, description="Highest realised interval coverage still in band."
+    )
+    monitoring_coverage_min_count: int = Field(
+        default=20,
+        ge=1,
+        description="Realised RULs needed before coverage can be out of band (fewer: too noisy).",
+    )
+    monitoring_refresh_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often /metrics re-reads the latest monitoring runs from the database.",
     )
 
     @property

@@ -105,3 +105,18 @@ class StorageError(PrognosError):
 
 class StorageUnavailableError(StorageError):
     """The database cannot be reached; retrying later may succeed."""
+
+
+# -- streaming (and the reading checks it shares with HTTP in ingestion.readings) ---------------
+
+
+class UnknownChannelError(ReadingRejectedError, SchemaError):
+    """A reading names a sensor or setting its fleet does not have (a typo must not pass as a
+    missing optional sensor)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="unknown_channel")
+
+
+class StreamError(PrognosError):
+    """The message broker cannot be reached or refused us (bad URL, credentials, subscription)."""

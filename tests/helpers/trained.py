@@ -10,6 +10,7 @@ import pandas as pd
 
 from prognos.config import Settings, get_settings
 from prognos.data.simulator import SimulatorConfig, simulate_fleet
+from prognos.monitoring.build import profile_from_training
 from prognos.training.config import TrainConfig
 from prognos.training.flow import train
 
@@ -37,6 +38,8 @@ class Trained:
 def train_tiny(home: Path) -> Trained:
     """Train the tiny model ``"tiny"`` on 24 simulated assets into ``home``."""
     data = simulate_fleet(SimulatorConfig(n_assets=24, seed=11))
-    train(data, TrainConfig.model_validate(FAST), get_settings(home=home), name="tiny")
+    settings = get_settings(home=home)
+    config = TrainConfig.model_validate(FAST)
+    train(data, config, settings, name="tiny", reference=profile_from_training)
     unseen = simulate_fleet(SimulatorConfig(n_assets=6, seed=12)).readings
     return Trained(home=home, name="tiny", fleet=unseen)

@@ -17,7 +17,7 @@ from prognos.ingestion.predictor import (
     Predictor,
     reading_log_row,
 )
-from prognos.serving.schemas import ReadingIn
+from prognos.ingestion.readings import ReadingIn
 from prognos.storage.repository import normalise_record
 from tests.helpers.trained import Trained
 

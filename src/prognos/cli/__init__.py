@@ -17,7 +17,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from prognos import __version__
-from prognos.cli import data, db, demo, features, keys, models, serve, simulate
+from prognos.cli import data, db, demo, features, keys, models, monitor, serve, simulate, stream
 from prognos.cli._common import CliState, error_text, print_error
 from prognos.config import get_settings
 from prognos.errors import PrognosError
@@ -90,6 +90,8 @@ app.add_typer(models.models_app, name="models")
 app.add_typer(keys.app, name="keys")
 app.add_typer(db.app, name="db")
 app.command("serve")(serve.serve)
+app.add_typer(stream.app, name="stream")
+app.add_typer(monitor.app, name="monitor")
 
 
 def main() -> None:

@@ -65,6 +65,7 @@ def train(
     home: HomeOption = None,
 ) -> None:
     """Validate, build features, cross-validate by asset, fit the ensemble, log, register, gate."""
+    from prognos.monitoring.build import profile_from_training
     from prognos.training.config import TrainConfig
     from prognos.training.flow import train as run_training
 
@@ -72,10 +73,17 @@ def train(
     train_config = TrainConfig.from_yaml(config) if config else TrainConfig()
     fleet = load_fleet(state, data, spec, events)
     n_steps = (
-        3 + train_config.folds * len(train_config.active_members()) + len(train_config.ensemble)
+        4 + train_config.folds * len(train_config.active_members()) + len(train_config.ensemble)
     )
     with steps(state.err, n_steps) as step:
-        outcome = run_training(fleet, train_config, state.settings, name=name, progress=step)
+        outcome = run_training(
+            fleet,
+            train_config,
+            state.settings,
+            name=name,
+            progress=step,
+            reference=profile_from_training,  # the drift reference, saved with the version
+        )
     out = state.out
     report = outcome.validation
     out.print(

@@ -16,7 +16,15 @@ from prognos.config import Settings, get_settings
 from prognos.ingestion.loading import LoadedModel
 from prognos.serving.errors import install_error_handlers
 from prognos.serving.middleware import ServiceMiddleware
-from prognos.serving.routers import assets, feedback, health, keys, predictions, readings
+from prognos.serving.routers import (
+    assets,
+    feedback,
+    health,
+    keys,
+    monitoring,
+    predictions,
+    readings,
+)
 from prognos.serving.runtime import Runtime
 
 DESCRIPTION = """
@@ -58,6 +66,7 @@ def create_app(settings: Settings | None = None, *, model: LoadedModel | None = 
         feedback.router,
         assets.router,
         keys.router,
+        monitoring.router,
     ):
         app.include_router(router)
     return app

@@ -26,9 +26,9 @@ from prognos.errors import (
     StateStoreError,
     StorageUnavailableError,
 )
+from prognos.ingestion.readings import ID_PATTERN, ID_RULE
 from prognos.ingestion.scoring import NoModelError
 from prognos.serving.ratelimit import RateLimitedError
-from prognos.serving.schemas import ID_PATTERN, ID_RULE
 from prognos.serving.security import AuthError, ForbiddenError
 
 log = logging.getLogger("prognos.serving")

@@ -10,6 +10,7 @@ from typing import Any
 from prognos.config import Settings
 from prognos.ingestion.core import IngestionCore
 from prognos.ingestion.loading import LoadedModel
+from prognos.serving.monitoring_gauges import MonitoringGauges
 from prognos.serving.ratelimit import RateLimiter
 from prognos.serving.security import KeyCache, key_cache
 from prognos.serving.telemetry import Telemetry
@@ -37,6 +38,9 @@ class Runtime:
         settings = self.settings
         await self.core.open()
         assert self.core.db is not None
+        self.telemetry.add_shared(
+            MonitoringGauges(self.core.db, settings.monitoring_refresh_seconds)
+        )
         self.keys = key_cache(settings, self.core.db)
         if settings.auth_enabled:
             self.keys.start()  # drops keys revoked elsewhere (CLI, other workers) within 2 s

@@ -18,6 +18,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import multiprocess as prom_multiprocess
+from prometheus_client.registry import Collector
 from starlette.responses import Response
 
 LATENCY_BUCKETS = (
@@ -30,6 +31,9 @@ class Telemetry:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self._model_labels: tuple[str, str] | None = None
+        # Collectors whose values are the same in every worker (read from the database): shown
+        # as they are, also in multiprocess mode, where nothing adds them up.
+        self._shared: list[Collector] = []
         r = self.registry
         self.requests = Counter(
             "prognos_api_requests", "HTTP requests", ["endpoint", "method", "status"], registry=r
@@ -94,10 +98,17 @@ class Telemetry:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
             prom_multiprocess.MultiProcessCollector(registry)
+            for collector in self._shared:
+                registry.register(collector)
             body = generate_latest(registry)
         else:
             body = generate_latest(self.registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    def add_shared(self, collector: Collector) -> None:
+        """Export ``collector`` (e.g. the monitoring gauges) from this worker as it is."""
+        self.registry.register(collector)
+        self._shared.append(collector)
 
     def close(self) -> None:
         """At a worker's exit: its live gauges (model, dependencies) stop counting."""

@@ -39,6 +39,11 @@ from prognos.training.plots import write_plots
 from prognos.training.report import headline, metrics_table, regime_slices
 
 Progress = Callable[[str], None]
+# Builds the drift reference profile (JSON) from the training rows, their labels, the final
+# bundle and the cross-validation's out-of-fold predictions. Passed in by the caller (the CLI passes
+# prognos.monitoring.build.profile_from_training), since monitoring sits above training.
+ReferenceBuilder = Callable[[pd.DataFrame, pd.DataFrame, ModelBundle, pd.DataFrame], str]
+REFERENCE_PROFILE = "reference_profile.json"
 
 
 @dataclass
@@ -148,8 +153,13 @@ def train(
     *,
     name: str | None = None,
     progress: Progress | None = None,
+    reference: ReferenceBuilder | None = None,
 ) -> TrainOutcome:
-    """Validate, cross-validate, fit, log to MLflow, register and gate one fleet's model."""
+    """Validate, cross-validate, fit, log to MLflow, register and gate one fleet's model.
+
+    ``reference`` builds the drift reference profile, logged with the run as
+    :data:`REFERENCE_PROFILE` before the version is registered (so no version exists without it).
+    """
     say = progress or (lambda _: None)
     seconds: dict[str, float] = {}
     start = time.perf_counter()
@@ -174,6 +184,12 @@ def train(
             "trained_at": pd.Timestamp.now(tz="UTC").isoformat(),
         }
     )
+    profile = None
+    if reference is not None:
+        say("reference profile")
+        profile_start = time.perf_counter()
+        profile = reference(readings, labels, bundle, cv.oof)
+        seconds["reference_profile"] = time.perf_counter() - profile_start
 
     say("logging to MLflow")
     client = connect(settings)
@@ -217,6 +233,8 @@ def train(
             slices.to_csv(folder / "regime_slices.csv")
             cv.oof.to_csv(folder / "oof_predictions.csv", index=False)
             (folder / "validation.json").write_text(report.model_dump_json(indent=2))
+            if profile is not None:
+                (folder / REFERENCE_PROFILE).write_text(profile)
             importances = getattr(bundle.members.get("xgboost"), "feature_importances_", None)
             write_plots(
                 cv.oof, importances if isinstance(importances, dict) else None, folder / "plots"

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from prognos.errors import NotFoundError
+from prognos.ingestion.readings import AssetId
 from prognos.serving.deps import Reader, RuntimeDep
-from prognos.serving.schemas import AssetId, AssetOut, AssetsOut, AssetStateOut, AssetSummary
+from prognos.serving.schemas import AssetOut, AssetsOut, AssetStateOut, AssetSummary
 from prognos.storage import repository
 
 router = APIRouter(tags=["assets"])

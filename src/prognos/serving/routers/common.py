@@ -7,23 +7,10 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from prognos.errors import ConfigError, SchemaError
+from prognos.errors import ConfigError
 from prognos.ingestion.predictor import Prediction
 from prognos.ingestion.scoring import NoModelError, ServedModel
 from prognos.serving.runtime import Runtime
-from prognos.serving.schemas import ReadingIn
-
-
-def check_channels(reading: ReadingIn, model: ServedModel) -> None:
-    """Unknown names are refused by name: a typo must not pass as a missing optional sensor."""
-    unknown = sorted(reading.sensor_readings.keys() - model.known_sensors) + sorted(
-        reading.operational_settings.keys() - model.known_settings
-    )
-    if unknown:
-        raise SchemaError(
-            f"{reading.equipment_id}: unknown channels {unknown} for fleet {model.fleet_name!r} "
-            f"(sensors {list(model.sensor_names[:3])}..., settings {list(model.setting_names)})"
-        )
 
 
 def require_model(runtime: Runtime) -> ServedModel:

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from prognos.errors import ConfigError, NotFoundError
 from prognos.features.online import time_key
+from prognos.ingestion.readings import is_timestamp_time
 from prognos.serving.deps import Ingester, RuntimeDep
 from prognos.serving.errors import FieldConflictError
 from prognos.serving.schemas import (
@@ -18,7 +19,6 @@ from prognos.serving.schemas import (
     FeedbackIn,
     FeedbackOut,
     PredictionAccuracy,
-    is_timestamp_time,
 )
 from prognos.storage import repository
 

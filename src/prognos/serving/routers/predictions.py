@@ -10,13 +10,13 @@ from starlette.concurrency import run_in_threadpool
 
 from prognos.errors import NotFoundError, PrognosError
 from prognos.ingestion.batching import raise_unavailable
+from prognos.ingestion.readings import ReadingIn, check_channels
 from prognos.ingestion.scoring import Outcome
 from prognos.serving.deps import Forecaster, Reader, RuntimeDep
 from prognos.serving.errors import status_for
 from prognos.serving.routers.common import (
     FastJSONResponse,
     check_batch_size,
-    check_channels,
     prediction_payload,
     require_model,
 )
@@ -26,7 +26,6 @@ from prognos.serving.schemas import (
     BatchPredictOut,
     ExplainOut,
     PredictionOut,
-    ReadingIn,
 )
 from prognos.storage import repository
 

@@ -6,14 +6,10 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from prognos.errors import PrognosError
+from prognos.ingestion.readings import ReadingIn, check_channels
 from prognos.serving.deps import Ingester, RuntimeDep
-from prognos.serving.routers.common import (
-    check_batch_size,
-    check_channels,
-    require_model,
-)
+from prognos.serving.routers.common import check_batch_size, require_model
 from prognos.serving.schemas import (
-    ReadingIn,
     ReadingOutcome,
     ReadingsBody,
     ReadingsIn,
