@@ -69,6 +69,25 @@ def test_the_failure_cycle_is_stored(client: TestClient, predicted: dict[str, An
     assert row["failure_type"] == "blade"
 
 
+def test_feedback_is_stored_under_the_service_fleet(
+    client: TestClient, predicted: dict[str, Any]
+) -> None:
+    """Live monitoring reads feedback per fleet: feedback stored under another fleet is lost."""
+    from sqlalchemy import select
+
+    from prognos.storage.models import Feedback
+
+    response = client.post("/feedback", json=feedback(predicted, failure_cycle=predicted["time"]))
+    assert response.status_code == 201, response.text
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    assert runtime.core.writer.flush(10)
+    with runtime.core.db.engine.connect() as conn:
+        fleet = conn.execute(
+            select(Feedback.fleet).where(Feedback.id == response.json()["feedback_id"])
+        ).scalar_one()
+    assert fleet == runtime.core.fleet == runtime.core.model.fleet_name
+
+
 @pytest.mark.parametrize(
     "given",
     [

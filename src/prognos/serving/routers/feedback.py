@@ -57,6 +57,7 @@ async def feedback(body: FeedbackIn, runtime: RuntimeDep, principal: Ingester) -
         {
             "id": feedback_id,
             "prediction_id": body.prediction_id,
+            "fleet": runtime.core.fleet,
             "asset_id": body.equipment_id,
             "failure_occurred": outcome.failure_occurred,
             "failure_time": outcome.failure_timestamp,
