@@ -23,11 +23,15 @@ from typing import Any
 
 import pytest
 
+from prognos.data.faults import parse_fault
 from prognos.errors import ConfigError
 from prognos.streaming.kafka import KafkaSender, KafkaSubscription, kafka_config, kafka_topic
 from prognos.streaming.messages import Message, topic_for
+from prognos.streaming.run import StreamPlan, run_stream
 from prognos.streaming.transport import Inbox
 from tests.conftest import _missing_service
+from tests.helpers.streaming import predicted_assets, stored
+from tests.helpers.trained import Trained
 from tests.proxy import TcpProxy
 
 # Tansu holds a first JoinGroup for about half the session timeout: keep it short here.
@@ -336,3 +340,31 @@ def test_no_broker_is_waited_for_and_close_still_returns() -> None:
     assert not connected
     assert not subscribed
     assert closing < 5
+
+
+# -- the ingester over Kafka ---------------------------------------------------------------------
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_the_ingester_stores_a_kafka_stream_exactly_once(
+    broker: Broker, trained: Trained, tmp_path: Path
+) -> None:
+    """Published -> durable -> state -> scored over Kafka through the same ingestion core, with
+    duplicated messages stored once."""
+    fleet = broker.fleet()
+    db = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    settings = trained.settings(
+        model_name=trained.name, database_url=db, compute_process=False, fleet=fleet
+    )
+    plan = StreamPlan(
+        assets=3, readings=10, broker_url=broker.url, settle_seconds=60,
+        faults=(parse_fault("duplicate:1-3:1:0.2"),),
+    )  # fmt: skip
+    said: list[str] = []
+    summary = run_stream(settings, plan, say=said.append)
+    assert said[0].startswith("transport: Kafka broker")
+    assert summary.complete and summary.stored == summary.readings == 30
+    assert summary.duplicates == summary.published - 30 > 0
+    assert len(stored(db, fleet)) == 30 and len(set(stored(db, fleet))) == 30
+    assert predicted_assets(db, fleet) and summary.predictions > 0

@@ -36,7 +36,9 @@ def _broker(settings: Settings, broker: str | None) -> str:
         return broker
     if settings.mqtt_url is not None:
         return settings.mqtt_url.get_secret_value()
-    raise ConfigError("say which broker: --broker mqtt://HOST:PORT or PROGNOS_MQTT_URL")
+    raise ConfigError(
+        "say which broker: --broker mqtt://HOST:PORT (or kafka://HOST:PORT) or PROGNOS_MQTT_URL"
+    )
 
 
 @app.command()
@@ -80,13 +82,19 @@ def publish(
         simulated_fleet,
     )
     from prognos.streaming.publisher import publish as publish_all
-    from prognos.streaming.transport import MqttSender
+    from prognos.streaming.transport import MqttSender, Sender
 
     state = get_state(ctx, home)
     url = _broker(state.settings, broker)
     faults = [parse_fault(text) for text in fault or []]
     data = load_source(source) if source else simulated_fleet(assets, readings, seed)
-    sender = MqttSender(url)
+    sender: Sender
+    if url.startswith("kafka"):  # kafka://host:9092: the Kafka connector, same guarantees
+        from prognos.streaming.kafka import KafkaSender
+
+        sender = KafkaSender(url)
+    else:
+        sender = MqttSender(url)
     total = len(data.readings)
     try:
         with Progress(
@@ -157,7 +165,7 @@ def ingest(
     reading, and acknowledge each message only once durable. Bad messages go to dead_letters."""
     from prognos.streaming.ingester import StreamIngester
     from prognos.streaming.messages import subscription
-    from prognos.streaming.transport import MqttSubscription
+    from prognos.streaming.transport import MqttSubscription, Subscription
 
     state = get_state(ctx, home)
     settings = state.settings
@@ -175,13 +183,19 @@ def ingest(
             client_id += f"-{group}-{socket.gethostname()}"
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
-    sub = MqttSubscription(
-        url,
-        subscription(fleet, group),
-        client_id=client_id,
-        session_expiry=settings.mqtt_session_expiry_seconds,
-        receive_maximum=settings.mqtt_receive_maximum,
-    )
+    sub: Subscription
+    if url.startswith("kafka"):  # a consumer group; offsets committed only once durable
+        from prognos.streaming.kafka import KafkaSubscription
+
+        sub = KafkaSubscription(url, fleet, group=group or f"prognos-{fleet}", client_id=client_id)
+    else:
+        sub = MqttSubscription(
+            url,
+            subscription(fleet, group),
+            client_id=client_id,
+            session_expiry=settings.mqtt_session_expiry_seconds,
+            receive_maximum=settings.mqtt_receive_maximum,
+        )
     ingester = StreamIngester(settings, sub)
 
     async def main() -> None:

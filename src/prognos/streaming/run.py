@@ -86,6 +86,18 @@ def _transports(
             broker.sender(),
             lambda: True,
         )
+    if broker_url.startswith("kafka"):
+        from prognos.streaming.kafka import KafkaSender, KafkaSubscription
+
+        kafka_sub = KafkaSubscription(broker_url, fleet, group=f"prognos-demo-{fleet}")
+        kafka_sender = KafkaSender(broker_url)
+
+        def kafka_ready() -> bool:
+            return kafka_sub.wait_subscribed(CONNECT_SECONDS) and kafka_sender.wait_connected(
+                CONNECT_SECONDS
+            )
+
+        return f"Kafka broker {broker_url.split('@')[-1]}", kafka_sub, kafka_sender, kafka_ready
     url = BrokerUrl.parse(broker_url)
     client_id = f"prognos-demo-{fleet}-{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
     sub = MqttSubscription(broker_url, subscription(fleet), client_id=client_id,
