@@ -266,6 +266,10 @@ def test_demo_trains_registers_and_predicts(tmp_path: Path) -> None:
     assert "Riskiest assets" in out
     assert "mlflow ui --backend-store-uri sqlite:///" in out
     assert (tmp_path / "mlflow.db").exists()
+    # The live step: streamed over the in-process queue, the fault told from aging.
+    assert "transport: in-process queue" in out
+    assert "readings 1-59 (no fault)" in out
+    assert "shifted sensor stands out: detected" in out
 
 
 def test_demo_end_to_end(tmp_path: Path) -> None:

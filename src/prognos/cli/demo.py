@@ -22,6 +22,7 @@ from prognos.cli._common import (
     write_table,
 )
 from prognos.cli.data import print_validation
+from prognos.cli.demo_live import live_stream
 from prognos.cli.features import build_feature_matrix
 from prognos.cli.simulate import simulation_table
 
@@ -51,9 +52,18 @@ def demo(
         ),
     ] = False,
     port: Annotated[int, typer.Option(help="Port for --serve.")] = 8000,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live/--no-live",
+            help="Stream new assets with a sensor fault through the ingestion core (MQTT when "
+            "PROGNOS_MQTT_URL is set, else an in-process queue) and detect the fault as drift.",
+        ),
+    ] = True,
     home: HomeOption = None,
 ) -> None:
-    """Simulate -> corrupt -> validate -> features -> online parity -> train -> predict."""
+    """Simulate -> corrupt -> validate -> features -> online parity -> train -> predict -> live
+    stream with a fault detected as drift."""
     started = time.perf_counter()
     from prognos.data.simulator import SimulatorConfig, simulate_fleet
     from prognos.data.sources import load_source, write_source
@@ -121,6 +131,8 @@ def demo(
     out.print(_summary(latest))
     if train:
         train_and_predict(state, replace(clean, readings=result.valid), seed)
+        if live:
+            live_stream(state, seed)
     out.print(f"done in {time.perf_counter() - started:.1f} s")
     flag = f"--home {settings.home}"
     out.print("[bold]next steps:[/] run the steps one command at a time, or try telemetry:")
@@ -157,7 +169,7 @@ def serve_demo(state: CliState, fleet: FleetData, port: int) -> None:
     from prognos.cli.serve import run_server
 
     out = state.out
-    out.rule(f"8. Serve models:/demo@champion on http://127.0.0.1:{port} (Ctrl+C stops)")
+    out.rule(f"9. Serve models:/demo@champion on http://127.0.0.1:{port} (Ctrl+C stops)")
     out.print("API keys are OFF for this local demo only; `prognos serve` requires them.")
     out.print(f"docs: http://127.0.0.1:{port}/docs   health: http://127.0.0.1:{port}/health")
     out.print("paste this in another terminal:")
@@ -292,6 +304,7 @@ def train_and_predict(state: CliState, fleet: FleetData, seed: int) -> None:
     from prognos.cli.models import riskiest_table
     from prognos.data.labels import truncate_trajectories
     from prognos.data.simulator import SimulatorConfig, simulate_fleet
+    from prognos.monitoring.build import profile_from_training
     from prognos.training.config import TrainConfig
     from prognos.training.flow import train
 
@@ -305,6 +318,7 @@ def train_and_predict(state: CliState, fleet: FleetData, seed: int) -> None:
             state.settings,
             name="demo",
             progress=lambda msg: status.update(escape(msg)),
+            reference=profile_from_training,  # the drift reference the live step uses
         )
     shown = ["rmse", "mae", "precision", "recall", "f2", "roc_auc", "coverage"]
     table = Table(title="Cross-validation by asset (out of fold)")
