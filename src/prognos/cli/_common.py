@@ -28,7 +28,7 @@ from rich.progress import (
 from rich.text import Text
 
 from prognos.config import Settings, get_settings
-from prognos.errors import DataSourceError
+from prognos.errors import DataSourceError, DataValidationError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -227,3 +227,21 @@ def write_table(frame: pd.DataFrame, path: Path, kind: str) -> Path:
 
 def fmt_int(n: int) -> str:
     return f"{n:,}"
+
+
+def valid_readings(
+    state: CliState, source: str, spec: Path | None, events: Path | None, purpose: str
+) -> pd.DataFrame:
+    """The source's readings that pass validation (the rest quarantined, counted on stderr);
+    an error when none is left to ``purpose``."""
+    from prognos.data.validation import validate_readings
+
+    fleet = load_fleet(state, source, spec, events)
+    result = validate_readings(fleet.readings, fleet.spec)
+    if result.report.quarantined_rows:
+        state.err.print(
+            f"[yellow]{fmt_int(result.report.quarantined_rows)} rows quarantined (not used)[/]"
+        )
+    if result.valid.empty:
+        raise DataValidationError(f"{source}: no valid rows to {purpose}")
+    return result.valid.reset_index(drop=True)

@@ -17,10 +17,11 @@ from prognos.cli._common import (
     parse_table_target,
     path_line,
     steps,
+    valid_readings,
     write_table,
 )
 from prognos.cli.data import EventsOption, SpecOption
-from prognos.errors import DataSourceError, DataValidationError
+from prognos.errors import DataSourceError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -184,22 +185,6 @@ def _load_model(state: CliState, uri: str) -> object:
         raise DataSourceError(f"cannot load model {uri}: {exc}") from exc
 
 
-def _valid_readings(
-    state: CliState, source: str, spec: Path | None, events: Path | None
-) -> pd.DataFrame:
-    from prognos.data.validation import validate_readings
-
-    fleet = load_fleet(state, source, spec, events)
-    result = validate_readings(fleet.readings, fleet.spec)
-    if result.report.quarantined_rows:
-        state.err.print(
-            f"[yellow]{fmt_int(result.report.quarantined_rows)} rows quarantined (not used)[/]"
-        )
-    if result.valid.empty:
-        raise DataValidationError(f"{source}: no valid rows to predict from")
-    return result.valid.reset_index(drop=True)
-
-
 def predict(
     ctx: typer.Context,
     data: DataOption,
@@ -211,7 +196,7 @@ def predict(
 ) -> None:
     """One row per asset at its last cycle: RUL with its interval, failure probability, alert."""
     state = get_state(ctx, home)
-    readings = _valid_readings(state, data, spec, events)
+    readings = valid_readings(state, data, spec, events, "predict from")
     loaded = _load_model(state, model)
     predictions = loaded.predict(readings)  # type: ignore[attr-defined]
     kind, path = parse_table_target(output if ":" in output else f"csv:{output}", "predictions")
@@ -246,7 +231,7 @@ def evaluate(
     from prognos.training.evaluation import evaluate_predictions, read_truth
 
     state = get_state(ctx, home)
-    readings = _valid_readings(state, data, spec, events)
+    readings = valid_readings(state, data, spec, events, "predict from")
     loaded = _load_model(state, model)
     predictions = loaded.predict(readings)  # type: ignore[attr-defined]
     bundle = loaded.unwrap_python_model().bundle  # type: ignore[attr-defined]

@@ -21,16 +21,14 @@ from prognos.cli._common import (
     HomeOption,
     fmt_int,
     get_state,
-    load_fleet,
     path_line,
     source_stem,
+    valid_readings,
 )
 from prognos.cli.data import EventsOption, SpecOption
-from prognos.errors import DataSourceError, DataValidationError
+from prognos.errors import DataSourceError
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from prognos.cli._common import CliState
     from prognos.models.bundle import ModelBundle
     from prognos.monitoring.drift import DriftResult
@@ -81,7 +79,7 @@ def drift(
     # MLflow draws a progress bar per artifact download on stderr: noise in a one-line command.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     start = time.perf_counter()
-    readings = _valid_readings(state, data, spec, events)
+    readings = valid_readings(state, data, spec, events, "compare")
     loaded = time.perf_counter()
     # The model itself (torch, XGBoost: seconds to import) only when it is to predict.
     bundle, run_id = _load_model(state, model) if max_predictions else (None, _run_of(state, model))
@@ -126,22 +124,6 @@ def drift(
 def _plain(value: Any) -> Any:
     """JSON for numpy scalars (asset ids)."""
     return value.item() if hasattr(value, "item") else str(value)
-
-
-def _valid_readings(
-    state: CliState, source: str, spec: Path | None, events: Path | None
-) -> pd.DataFrame:
-    from prognos.data.validation import validate_readings
-
-    fleet = load_fleet(state, source, spec, events)
-    result = validate_readings(fleet.readings, fleet.spec)
-    if result.report.quarantined_rows:
-        state.err.print(
-            f"[yellow]{fmt_int(result.report.quarantined_rows)} rows quarantined (not used)[/]"
-        )
-    if result.valid.empty:
-        raise DataValidationError(f"{source}: no valid rows to compare")
-    return result.valid.reset_index(drop=True)
 
 
 def _load_model(state: CliState, uri: str) -> tuple[ModelBundle, str]:
