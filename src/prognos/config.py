@@ -142,6 +142,62 @@ class Settings(BaseSettings):
         description="How often /metrics re-reads the latest monitoring runs from the database.",
     )
 
+    # -- alerts ---------------------------------------------------------------------------------
+    alert_rules: Path | None = Field(
+        default=None,
+        description="Alert rules YAML; the shipped defaults (prognos/alerting/rules.yaml) when "
+        "unset.",
+    )
+    alert_slack_webhook_url: SecretStr | None = Field(
+        default=None, description="Slack-compatible incoming webhook alerts are posted to."
+    )
+    alert_webhook_url: SecretStr | None = Field(
+        default=None, description="Generic JSON webhook alerts are posted to."
+    )
+    alert_repeat_minutes: float = Field(
+        default=240.0, gt=0, description="How often a firing alert is sent again while it holds."
+    )
+    alert_evaluate_seconds: float = Field(
+        default=60.0, gt=0, description="How often the service evaluates the alert rules."
+    )
+
+    # -- the retraining loop --------------------------------------------------------------------
+    retrain_min_new_labels: int = Field(
+        default=20,
+        ge=1,
+        description="New labelled outcomes (feedback) since the last training that trigger a "
+        "retraining.",
+    )
+    retrain_schedule: str = Field(
+        default="0 3 * * 0", description="Cron schedule of the scheduled retraining (Prefect)."
+    )
+    monitor_schedule: str = Field(
+        default="0 * * * *", description="Cron schedule of the monitoring flow (Prefect)."
+    )
+    shadow_queue_max: int = Field(
+        default=200_000,
+        ge=1,
+        description="Readings and scores queued for the challenger's shadow at most; beyond it "
+        "the shadow drops its backlog and rebuilds its state from the stored readings.",
+    )
+    gate_min_labelled: int = Field(
+        default=20,
+        ge=1,
+        description="Labelled predictions of both models on the same window the promotion gate "
+        "needs before it compares them on live outcomes.",
+    )
+    gate_margin: float = Field(
+        default=0.0,
+        ge=0,
+        description="How much higher the challenger's realised F2 must be than the champion's.",
+    )
+    gate_min_f2: float = Field(
+        default=0.5, ge=0, le=1, description="Floor on the challenger's realised and CV F2."
+    )
+    gate_max_rmse: float = Field(
+        default=60.0, gt=0, description="Ceiling on the challenger's CV RMSE (fleet time units)."
+    )
+
     @property
     def quarantine_dir(self) -> Path:
         return self.home / "quarantine"

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -121,6 +122,9 @@ class Prediction(Base):
         JSON, nullable=True
     )
     latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # A challenger's prediction made in the shadow of the champion's (revision 0004): logged for
+    # the promotion gate, never returned to clients.
+    shadow: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
 class Feedback(Base):
@@ -233,3 +237,26 @@ class MonitoringMetric(Base):
     name: Mapped[str] = mapped_column(String)
     label: Mapped[str] = mapped_column(String, server_default="")
     value: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Alert(Base):
+    """One alert's life: ``pending`` while its condition holds for less than the rule's ``for``,
+    ``firing`` once it has held that long (notified then, and again every repeat interval), then
+    ``resolved`` (notified once) when it clears. ``subject`` is the asset for asset rules."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_rule_subject_state", "rule", "subject", "state"),)
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)  # alr_<uuid hex>
+    rule: Mapped[str] = mapped_column(String)
+    subject: Mapped[str] = mapped_column(String, server_default="")
+    fleet: Mapped[str] = mapped_column(String, server_default=DEFAULT_FLEET)
+    severity: Mapped[str] = mapped_column(String)  # "critical" or "warning"
+    state: Mapped[str] = mapped_column(String)  # "pending", "firing", "resolved"
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    message: Mapped[str] = mapped_column(Text, server_default="")
