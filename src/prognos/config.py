@@ -168,11 +168,30 @@ class Settings(BaseSettings):
         description="New labelled outcomes (feedback) since the last training that trigger a "
         "retraining.",
     )
+    retrain_f2_below: float = Field(
+        default=0.78,
+        ge=0,
+        le=1,
+        description="Realised F2 in the newest monitoring run below which retraining is due.",
+    )
     retrain_schedule: str = Field(
         default="0 3 * * 0", description="Cron schedule of the scheduled retraining (Prefect)."
     )
     monitor_schedule: str = Field(
         default="0 * * * *", description="Cron schedule of the monitoring flow (Prefect)."
+    )
+    ingest_source: str | None = Field(
+        default=None,
+        description="KIND:PATH the scheduled batch-ingest flow loads (re-ingesting is "
+        "idempotent, so a growing file or folder is safe); no ingest schedule when unset.",
+    )
+    ingest_schedule: str = Field(
+        default="*/15 * * * *", description="Cron schedule of the batch-ingest flow (Prefect)."
+    )
+    prefect_api_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PROGNOS_PREFECT_API_URL", "PREFECT_API_URL"),
+        description="The Prefect server `prognos flows serve` registers the flows with.",
     )
     shadow_queue_max: int = Field(
         default=200_000,

@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from prognos.errors import PrognosError
 
 CHAMPION = "champion"
+# A version trained by the retraining loop, scored in the champion's shadow until the promotion
+# gate decides on live outcomes.
+CHALLENGER = "challenger"
 _HISTORY_TAG = "prognos.champion_history"
 
 
@@ -76,11 +79,36 @@ def list_versions(client: MlflowClient, name: str) -> list[VersionInfo]:
 
 
 def champion(client: MlflowClient, name: str) -> VersionInfo | None:
+    return _aliased(client, name, CHAMPION)
+
+
+def challenger(client: MlflowClient, name: str) -> VersionInfo | None:
+    """The version the ``challenger`` alias names, or None."""
+    return _aliased(client, name, CHALLENGER)
+
+
+def _aliased(client: MlflowClient, name: str, alias: str) -> VersionInfo | None:
     try:
-        version = client.get_model_version_by_alias(name, CHAMPION)
+        version = client.get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
     return next(v for v in list_versions(client, name) if v.version == int(version.version))
+
+
+def set_challenger(client: MlflowClient, name: str, version: int) -> None:
+    """Name ``version`` the challenger (a service sharing the registry starts its shadow)."""
+    try:
+        client.set_registered_model_alias(name, CHALLENGER, str(version))
+    except MlflowException as exc:
+        raise RegistryError(f"cannot make {name} version {version} the challenger: {exc}") from exc
+
+
+def clear_challenger(client: MlflowClient, name: str) -> None:
+    """Remove the ``challenger`` alias (the shadow stops); nothing happens without one."""
+    try:
+        client.delete_registered_model_alias(name, CHALLENGER)
+    except MlflowException:
+        return
 
 
 def _history(client: MlflowClient, name: str) -> list[int]:
@@ -95,6 +123,9 @@ def promote(client: MlflowClient, name: str, version: int) -> None:
     if version not in known:
         raise RegistryError(f"{name!r} has no version {version} (versions: {sorted(known)})")
     client.set_registered_model_alias(name, CHAMPION, str(version))
+    current = challenger(client, name)
+    if current is not None and current.version == version:
+        clear_challenger(client, name)  # a champion is no longer its own challenger
     history = [v for v in _history(client, name) if v in known]
     client.set_registered_model_tag(name, _HISTORY_TAG, ",".join(map(str, [*history, version])))
 

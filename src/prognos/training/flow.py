@@ -160,10 +160,51 @@ def train(
     ``reference`` builds the drift reference profile, logged with the run as
     :data:`REFERENCE_PROFILE` before the version is registered (so no version exists without it).
     """
-    say = progress or (lambda _: None)
-    seconds: dict[str, float] = {}
     start = time.perf_counter()
     readings, labels, report, fleet = prepare(data, config)
+    return train_labelled(
+        readings,
+        labels,
+        report,
+        fleet,
+        config,
+        settings,
+        source=data.source,
+        name=name,
+        progress=progress,
+        reference=reference,
+        started=start,
+    )
+
+
+def train_labelled(
+    readings: pd.DataFrame,
+    labels: pd.DataFrame,
+    report: ValidationReport,
+    fleet: FleetSpec,
+    config: TrainConfig,
+    settings: Settings,
+    *,
+    source: str,
+    name: str | None = None,
+    progress: Progress | None = None,
+    reference: ReferenceBuilder | None = None,
+    promote: bool = True,
+    tags: dict[str, str] | None = None,
+    data_version: str | None = None,
+    started: float | None = None,
+) -> TrainOutcome:
+    """:func:`train` from rows already validated and labelled (a retraining set joins stored
+    lives labelled by feedback to the original data).
+
+    ``promote`` False: the version is only registered, whatever its gate says (a retraining names
+    it the challenger; the promotion gate decides later, on live outcomes).
+    ``data_version``: the content hash of a snapshot that holds the rows (and labels) exactly;
+    the hash of the rows otherwise.
+    """
+    say = progress or (lambda _: None)
+    seconds: dict[str, float] = {}
+    start = time.perf_counter() if started is None else started
     name = name or fleet.name
     say("cross-validation")
     cv = cross_validate(readings, labels, fleet, config, progress=say)
@@ -174,12 +215,12 @@ def train(
     fit_start = time.perf_counter()
     bundle = fit_bundle(readings, labels, fleet, config, cv, progress=say)
     seconds["final_fit"] = time.perf_counter() - fit_start
-    version = data_hash(readings, fleet)
+    version = data_version or data_hash(readings, fleet)
     bundle.metadata.update(
         {
             "data_hash": version,
             "code_version": code_version(),
-            "source": data.source,
+            "source": source,
             "metrics": headline(table),
             "trained_at": pd.Timestamp.now(tz="UTC").isoformat(),
         }
@@ -200,9 +241,10 @@ def train(
                 "prognos.fleet": name,
                 "prognos.data_hash": version,
                 "prognos.code_version": bundle.metadata["code_version"],
-                "prognos.source": data.source,
+                "prognos.source": source,
                 "prognos.folds": str(config.folds),
                 "prognos.seed": str(config.seed),
+                **(tags or {}),
             }
         )
         mlflow.log_params(_flat_params(config, readings))
@@ -256,7 +298,7 @@ def train(
     decision = versions.gate(
         judged, config.gate, _champion_metrics(client, name, version, config, number)
     )
-    if decision.passed:
+    if decision.passed and promote:
         versions.promote(client, name, number)
     client.set_model_version_tag(
         name,
@@ -269,7 +311,7 @@ def train(
         name=name,
         run_id=run_id,
         version=number,
-        promoted=decision.passed,
+        promoted=decision.passed and promote,
         gate=decision,
         metrics=table,
         slices=slices,
