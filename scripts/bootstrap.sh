@@ -28,3 +28,12 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[$EXTRAS]"
   echo "$want" > "$stamp"
 fi
+# promtool (Debian's prometheus package) unit-tests the shipped Prometheus alerting rules
+# (tests/alerting); without it that test skips, or fails under CI=true.
+if ! command -v promtool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "==> installing promtool (Debian package prometheus)"
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends prometheus; } >/dev/null 2>&1; then
+    echo "    could not install promtool: the Prometheus rules test will skip" >&2
+  fi
+fi

@@ -27,6 +27,7 @@ RANK = {
     "training": 6,
     "ingestion": 7,
     "monitoring": 8,
+    "alerting": 8.5,
     "serving": 9,
     "streaming": 9,
     "flows": 10,

@@ -157,6 +157,9 @@ class Settings(BaseSettings):
     alert_repeat_minutes: float = Field(
         default=240.0, gt=0, description="How often a firing alert is sent again while it holds."
     )
+    alerts_enabled: bool = Field(
+        default=True, description="Evaluate the alert rules in the prediction service."
+    )
     alert_evaluate_seconds: float = Field(
         default=60.0, gt=0, description="How often the service evaluates the alert rules."
     )
@@ -187,6 +190,11 @@ class Settings(BaseSettings):
     )
     ingest_schedule: str = Field(
         default="*/15 * * * *", description="Cron schedule of the batch-ingest flow (Prefect)."
+    )
+    gate_schedule: str = Field(
+        default="30 * * * *",
+        description="Cron schedule of the promotion-gate flow (Prefect): a shadowed challenger "
+        "is judged as its labels arrive (half past, after the hourly monitoring run).",
     )
     prefect_api_url: str | None = Field(
         default=None,

@@ -120,3 +120,15 @@ class UnknownChannelError(ReadingRejectedError, SchemaError):
 
 class StreamError(PrognosError):
     """The message broker cannot be reached or refused us (bad URL, credentials, subscription)."""
+
+
+# -- alerting -----------------------------------------------------------------------------------
+
+
+class NotificationError(PrognosError):
+    """An alert could not be delivered (the receiver refused it or cannot be reached);
+    ``retryable`` says whether trying again may succeed. Never carries a webhook URL."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable

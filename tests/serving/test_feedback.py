@@ -150,3 +150,61 @@ def test_a_failure_before_the_predicted_timestamp_is_refused(client: TestClient)
     row = labels(client).loc[after.json()["feedback_id"]]
     assert row["failure_cycle"] == 3
     assert row["failure_time"] == pd.Timestamp("2026-03-01T10:00:00Z")
+
+
+# ------------------------------------------------------------------------ maintenance events
+
+
+def stored_event(client: TestClient, feedback_id: str) -> dict[str, Any]:
+    from prognos.storage.training import fleet_feedback
+
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    assert runtime.core.writer.flush(10)
+    rows = fleet_feedback(runtime.core.db, runtime.core.fleet).set_index("id")
+    return dict(rows.loc[feedback_id])
+
+
+def test_a_repair_is_stored_with_its_cycle(client: TestClient, predicted: dict[str, Any]) -> None:
+    body = feedback(predicted, event="repair", failure_cycle=predicted["time"] + 5)
+    body["actual_outcome"]["failure_occurred"] = False
+    response = client.post("/feedback", json=body)
+    assert response.status_code == 201, response.text
+    assert response.json()["prediction_accuracy"] is None  # a repair is no failure
+    row = stored_event(client, response.json()["feedback_id"])
+    assert row["event"] == "repair" and not row["failure_occurred"]
+    assert row["failure_cycle"] == predicted["time"] + 5
+
+
+def test_events_default_from_failure_occurred(
+    client: TestClient, predicted: dict[str, Any]
+) -> None:
+    failed = client.post("/feedback", json=feedback(predicted, failure_cycle=predicted["time"]))
+    fixed = client.post(
+        "/feedback",
+        json=feedback(predicted, event="replacement", failure_cycle=predicted["time"]),
+    )
+    body = feedback(predicted)
+    body["actual_outcome"]["failure_occurred"] = False
+    fine = client.post("/feedback", json=body)
+    events = [stored_event(client, r.json()["feedback_id"])["event"] for r in (failed, fixed, fine)]
+    assert events == ["failure", "replacement", "inspection"]
+    assert stored_event(client, fixed.json()["feedback_id"])["failure_occurred"]
+
+
+@pytest.mark.parametrize(
+    ("outcome", "message"),
+    [
+        ({"failure_occurred": False, "event": "repair"}, "a repair needs failure_cycle or"),
+        ({"failure_occurred": False, "event": "failure"}, "event is failure, yet failure_occ"),
+        ({"failure_occurred": True, "event": "inspection"}, "event is inspection, yet"),
+        ({"failure_occurred": False, "event": "inspection", "failure_type": "x"}, "failure_type"),
+        ({"failure_occurred": True, "event": "overhaul"}, "Input should be"),
+    ],
+)
+def test_contradicting_events_are_refused(
+    client: TestClient, predicted: dict[str, Any], outcome: dict[str, Any], message: str
+) -> None:
+    body = {"equipment_id": predicted["equipment_id"], "actual_outcome": outcome}
+    response = client.post("/feedback", json=body)
+    assert response.status_code == 422, response.text
+    assert message in response.text

@@ -17,7 +17,23 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from prognos import __version__
-from prognos.cli import data, db, demo, features, keys, models, monitor, serve, simulate, stream
+from prognos.cli import (
+    alerts,
+    audit,
+    data,
+    db,
+    demo,
+    features,
+    feedback,
+    flows,
+    keys,
+    loop,
+    models,
+    monitor,
+    serve,
+    simulate,
+    stream,
+)
 from prognos.cli._common import CliState, error_text, print_error
 from prognos.config import get_settings
 from prognos.errors import PrognosError
@@ -86,12 +102,19 @@ app.command("train")(models.train)
 app.command("predict")(models.predict)
 app.command("evaluate")(models.evaluate)
 app.command("tune")(models.tune)
+app.command("retrain")(loop.retrain)
+models.models_app.command("gate")(loop.gate)
 app.add_typer(models.models_app, name="models")
 app.add_typer(keys.app, name="keys")
 app.add_typer(db.app, name="db")
 app.command("serve")(serve.serve)
 app.add_typer(stream.app, name="stream")
 app.add_typer(monitor.app, name="monitor")
+app.add_typer(alerts.app, name="alerts")
+app.command("ingest")(flows.ingest)
+app.add_typer(flows.app, name="flows")
+app.add_typer(audit.app, name="audit")
+app.add_typer(feedback.app, name="feedback")
 
 
 def main() -> None:

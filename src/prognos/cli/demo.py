@@ -60,11 +60,26 @@ def demo(
             "PROGNOS_MQTT_URL is set, else an in-process queue) and detect the fault as drift.",
         ),
     ] = True,
+    loop: Annotated[
+        bool,
+        typer.Option(
+            "--loop",
+            help="Run the closed loop instead: a fleet whose degradation changes is streamed, "
+            "drift detected and alerted, failures reported, the model retrained, shadowed and "
+            "judged at the promotion gate (a few minutes).",
+        ),
+    ] = False,
     home: HomeOption = None,
 ) -> None:
     """Simulate -> corrupt -> validate -> features -> online parity -> train -> predict -> live
-    stream with a fault detected as drift."""
+    stream with a fault detected as drift (or, with --loop, the retraining loop)."""
     started = time.perf_counter()
+    if loop:
+        from prognos.cli.demo_loop import loop_demo
+        from prognos.flows.scenario import LoopPlan
+
+        loop_demo(get_state(ctx, home), LoopPlan(seed=seed))
+        return
     from prognos.data.simulator import SimulatorConfig, simulate_fleet
     from prognos.data.sources import load_source, write_source
     from prognos.features import FeaturePipeline  # noqa: F401  (import cost outside the timings)

@@ -7,7 +7,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
-from rich.table import Table
 
 from prognos.cli._common import CliState, path_line
 from prognos.cli.loop import show_verdict
@@ -75,8 +74,9 @@ def show_loop(state: CliState, plan: LoopPlan, result: LoopResult) -> None:
     out.print(f"{result.failures2} failures reported by operators ({s['wave2']:.1f} s)")
     out.rule("6. The promotion gate")
     show_verdict(state, result.verdict)
-    out.rule("7. Audit trail")
-    out.print(_audit_table(result.audit))
+    out.rule("7. Audit trail (prognos audit list)")
+    for line in _audit_lines(result.audit):
+        out.print(escape(line), soft_wrap=True, highlight=False)
     out.print(
         "stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()),
         soft_wrap=True,
@@ -89,19 +89,18 @@ def _figures(label: str, figures: dict[str, float]) -> str:
     return f"{label}: {shown}"
 
 
-def _audit_table(events: list[dict[str, Any]]) -> Table:
-    table = Table(title="prognos audit list (this model)")
-    for column in ("at", "actor", "action", "subject", "details"):
-        table.add_column(column)
+def _audit_lines(events: list[dict[str, Any]]) -> list[str]:
+    """One line per event: time, actor, action, subject and its plain details (nested figures
+    are in ``prognos audit list --json``)."""
+    lines = []
     for event in events:
         details = ", ".join(
-            f"{k}={v}" for k, v in event["details"].items() if not isinstance(v, dict | list)
+            f"{k}={v}"
+            for k, v in event["details"].items()
+            if not isinstance(v, dict | list) and k not in ("run_id", "name")
         )
-        table.add_row(
-            f"{event['at']:%H:%M:%S}",
-            escape(event["actor"]),
-            escape(event["action"]),
-            escape(event["subject"]),
-            escape(details[:90]),
+        lines.append(
+            f"{event['at']:%H:%M:%S} {event['actor']:<14} {event['action']:<20} "
+            f"{event['subject']:<8} {details[:140]}"
         )
-    return table
+    return lines

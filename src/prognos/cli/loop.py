@@ -35,12 +35,13 @@ def retrain(
     """Train the champion's recipe again on its original data plus the stored lives labelled by
     feedback; the new version becomes the challenger, shadowed by the service until the gate
     decides (prognos models gate)."""
+    from prognos.flows.jobs import due_reasons
     from prognos.flows.retrain import retrain as run_retrain
 
     state = get_state(ctx, home)
     trigger = "manual"
     if check:
-        reasons = _triggers(state, model)
+        reasons = due_reasons(state.settings, model)
         if not reasons:
             state.out.print("no trigger holds: nothing to retrain")
             return
@@ -54,24 +55,10 @@ def retrain(
     _show_retrain(state, outcome)
 
 
-def _triggers(state: CliState, model: str) -> list[str]:
-    from prognos.flows.retrain import served_fleet_name
-    from prognos.flows.triggers import check_triggers
-    from prognos.ingestion.loading import load_champion
-    from prognos.storage.database import Database, database_url
-
-    fleet = served_fleet_name(state.settings, load_champion(state.settings, model).bundle)
-    db = Database(database_url(state.settings))
-    try:
-        db.upgrade()
-        return check_triggers(state.settings, model, db, fleet)
-    finally:
-        db.dispose()
-
-
 def _show_retrain(state: CliState, outcome: RetrainOutcome) -> None:
     out = state.out
-    table = Table(title=f"Retraining {escape(outcome.name)} (from version {outcome.parent_version})")
+    title = f"Retraining {escape(outcome.name)} (from version {outcome.parent_version})"
+    table = Table(title=title)
     table.add_column("")
     table.add_column("")
     counts = ", ".join(f"{k} {v:,}" for k, v in outcome.counts.items() if isinstance(v, int))
@@ -109,13 +96,12 @@ def gate(
 ) -> None:
     """The promotion gate: challenger against champion on the same labelled live window; promotes
     or rejects the challenger (audited), or waits for more labels."""
+    from prognos.flows.jobs import open_database
     from prognos.flows.promotion import run_gate
-    from prognos.storage.database import Database, database_url
 
     state = get_state(ctx, home)
-    db = Database(database_url(state.settings))
+    db = open_database(state.settings)
     try:
-        db.upgrade()
         verdict = run_gate(state.settings, db, name, act=not dry_run)
     finally:
         db.dispose()

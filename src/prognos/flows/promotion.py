@@ -25,7 +25,6 @@ from typing import Any, Literal
 import pandas as pd
 
 from prognos.config import Settings
-from prognos.flows.retrain import cv_floors
 from prognos.monitoring.live import MonitoredModel, load_monitored
 from prognos.monitoring.performance import assess_performance, label_predictions
 from prognos.registry import versions
@@ -34,7 +33,7 @@ from prognos.storage import audit
 from prognos.storage import monitoring as store
 from prognos.storage.database import Database
 
-__all__ = ["GateVerdict", "judge", "run_gate"]
+__all__ = ["GateVerdict", "cv_floors", "judge", "run_gate"]
 
 Verdict = Literal["promote", "reject", "wait", "none"]
 ACTOR = "gate"
@@ -58,6 +57,19 @@ class GateVerdict:
             "reasons": self.reasons,
             "figures": self.figures,
         }
+
+
+def cv_floors(settings: Settings, cv: dict[str, float]) -> list[str]:
+    """Why a cross-validation result may not become a challenger (empty: it may)."""
+    reasons = []
+    f2, rmse = cv.get("f2", float("nan")), cv.get("rmse", float("nan"))
+    if not f2 >= settings.gate_min_f2:
+        reasons.append(f"cross-validated F2 {f2:.3f} below the floor {settings.gate_min_f2:.3f}")
+    if not rmse <= settings.gate_max_rmse:
+        reasons.append(
+            f"cross-validated RMSE {rmse:.2f} above the ceiling {settings.gate_max_rmse:.2f}"
+        )
+    return reasons
 
 
 def _realised(
@@ -110,7 +122,8 @@ def judge(
     client = connect(settings)
     champ, chall = versions.champion(client, name), versions.challenger(client, name)
     if champ is None or chall is None:
-        return GateVerdict("none", name, champ and champ.version, None, ["no challenger"])
+        current = None if champ is None else champ.version
+        return GateVerdict("none", name, current, None, ["no challenger"])
     end = (now or datetime.now(UTC)).astimezone(UTC)
     start = end - timedelta(hours=settings.monitoring_label_window_hours)
     limit = settings.monitoring_max_rows

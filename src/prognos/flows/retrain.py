@@ -23,6 +23,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from prognos.config import Settings
+from prognos.flows.promotion import cv_floors
 from prognos.ingestion.loading import load_model
 from prognos.models.bundle import ModelBundle
 from prognos.monitoring.build import profile_from_training
@@ -35,7 +36,7 @@ from prognos.training.flow import code_version, train_labelled
 from prognos.training.report import headline
 from prognos.training.retrain_data import build_retraining_set
 
-__all__ = ["RetrainOutcome", "cv_floors", "retrain", "served_fleet_name"]
+__all__ = ["RetrainOutcome", "retrain", "served_fleet_name"]
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -94,19 +95,6 @@ def champion_config(client: MlflowClient, run_id: str) -> TrainConfig:
             )
             return TrainConfig()
         return TrainConfig.from_yaml(path)
-
-
-def cv_floors(settings: Settings, cv: dict[str, float]) -> list[str]:
-    """Why a cross-validation result may not become a challenger (empty: it may)."""
-    reasons = []
-    f2, rmse = cv.get("f2", float("nan")), cv.get("rmse", float("nan"))
-    if not f2 >= settings.gate_min_f2:
-        reasons.append(f"cross-validated F2 {f2:.3f} below the floor {settings.gate_min_f2:.3f}")
-    if not rmse <= settings.gate_max_rmse:
-        reasons.append(
-            f"cross-validated RMSE {rmse:.2f} above the ceiling {settings.gate_max_rmse:.2f}"
-        )
-    return reasons
 
 
 def retrain(
@@ -218,6 +206,7 @@ def _run(
             "prognos.snapshot": str(snapshot),
         },
         data_version=dataset.data_hash,
+        groups=dataset.groups,
     )
     seconds["train"] = time.perf_counter() - step
     cv = headline(outcome.metrics)

@@ -16,9 +16,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
+from prognos.alerting import Dispatcher, build_notifiers, evaluate, load_rules
 from prognos.config import Settings
 from prognos.data.dataset import FleetData
 from prognos.data.faults import parse_fault
@@ -26,6 +30,7 @@ from prognos.data.simulator import SimulatorConfig, simulate_fleet
 from prognos.data.sources import write_source
 from prognos.fleet import ASSET, TIME
 from prognos.flows.promotion import GateVerdict, run_gate
+from prognos.flows.receiver import WebhookReceiver
 from prognos.flows.retrain import RetrainOutcome, retrain
 from prognos.flows.triggers import check_triggers
 from prognos.monitoring.build import profile_from_training
@@ -40,9 +45,6 @@ from prognos.training.report import headline
 __all__ = ["LOOP_TRAINING", "LoopPlan", "LoopResult", "run_loop"]
 
 Say = Callable[[str], None]
-# Alerting hook: (settings, db) -> one line per delivered alert. Passed in by the caller, since
-# the alerting package sits beside, not below, the flows' dependencies it needs.
-Alerting = Callable[[Settings, Database], list[str]]
 
 LOOP_TRAINING: dict[str, Any] = {
     "folds": 3,
@@ -111,9 +113,32 @@ def _failures(db: Database, data: FleetData, fleet: str) -> int:
     return repository.insert_feedback(db, rows)
 
 
-def run_loop(
-    settings: Settings, plan: LoopPlan, *, alerting: Alerting | None = None, say: Say = print
-) -> LoopResult:
+def _alerts(settings: Settings, db: Database) -> list[str]:
+    """Evaluate the alert rules once and deliver to a local receiver; one line per delivery
+    received (rules per severity and state, asset alerts counted)."""
+    receiver = WebhookReceiver()
+    dispatcher = Dispatcher(build_notifiers(
+        settings.model_copy(update={"alert_webhook_url": SecretStr(receiver.url)})
+    ))  # fmt: skip
+    try:
+        evaluate(settings, db, load_rules(settings), now=datetime.now(UTC), dispatcher=dispatcher)
+        dispatcher.flush(10.0)
+    finally:
+        dispatcher.stop(5.0)
+        receiver.close()
+    fleet_wide = [
+        f"{a.get('severity')} {a.get('rule')} {a.get('state')}: {a.get('message')}"
+        for a in receiver.received
+        if not a.get("subject")
+    ]
+    per_asset: dict[str, int] = {}
+    for a in receiver.received:
+        if a.get("subject"):
+            per_asset[str(a.get("rule"))] = per_asset.get(str(a.get("rule")), 0) + 1
+    return fleet_wide + [f"{n} asset alerts {rule}" for rule, n in sorted(per_asset.items())]
+
+
+def run_loop(settings: Settings, plan: LoopPlan, *, say: Say = print) -> LoopResult:
     """Run every stage (see the module docstring); ``say`` gets one line per step."""
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
@@ -161,7 +186,8 @@ def run_loop(
         monitoring = run_live(
             settings, db, facts, fleet=plan.fleet, drift=check, drift_unavailable=unavailable
         )
-        alerts = alerting(settings, db) if alerting is not None else []
+        say("evaluating the alert rules (delivered to a local webhook receiver)")
+        alerts = _alerts(settings, db)
         triggers = check_triggers(settings, plan.name, db, plan.fleet)
         lap("monitor")
 

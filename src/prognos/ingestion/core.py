@@ -50,6 +50,7 @@ from prognos.ingestion.scoring import (
     Scorer,
     ServedModel,
 )
+from prognos.ingestion.shadow import Shadowing
 from prognos.storage.database import Database, database_url
 from prognos.storage.models import DEFAULT_FLEET
 from prognos.storage.writer import RecordWriter
@@ -97,6 +98,7 @@ class IngestionCore:
     registry_error: str | None = None
     compute_error: str | None = None
     model_name: str | None = None
+    shadows: Shadowing | None = None  # the challenger's shadow (see ``ingestion.shadow``)
     _poller: asyncio.Task[None] | None = None
     _wake: asyncio.Event | None = None
     _side: ThreadPoolExecutor | None = None
@@ -131,11 +133,14 @@ class IngestionCore:
             on_unready=self._wake.set,
         )
         await self.batcher.start()
+        if self.writer is not None:
+            self.shadows = Shadowing(settings, writer=self.writer, db=self.db, audit=self.audit)
         self.model_name = model.name if model is not None else settings.model_name
         if model is not None:
             await self.install(model.name, model.version, model)
         elif self.model_name is not None:
             await self.reload()
+        await self.follow_challenger()
         self._poller = asyncio.create_task(self._poll(), name="prognos-model-poller")
         self.audit("service", "started", self.model_name or "", {"pid": os.getpid()})
 
@@ -143,6 +148,8 @@ class IngestionCore:
         gc.unfreeze()
         if self._poller is not None:
             self._poller.cancel()
+        if self.shadows is not None:
+            await self.shadows.close()
         if self.batcher is not None:
             await self.batcher.stop()
         if self.scorer is not None:
@@ -356,6 +363,14 @@ class IngestionCore:
             ):
                 next_reload = time.monotonic() + self.settings.model_poll_seconds
                 await self.reload()
+                await self.follow_challenger()
+
+    async def follow_challenger(self) -> None:
+        """Start, keep or stop the shadow of the ``challenger`` version (polled with the
+        champion; see ``ingestion.shadow``)."""
+        if self.shadows is not None and self.model_name is not None:
+            champion = None if self.model is None else self.model.version
+            await self.shadows.follow(self.model_name, champion, self.fleet)
 
     # -- durability ----------------------------------------------------------------------------
 
@@ -415,6 +430,8 @@ class IngestionCore:
         if self.writer is not None:
             row = prediction.log_row(latency_ms, self.fleet)
             self.writer.submit("prediction", row, normalised=True)
+        if self.shadows is not None:
+            self.shadows.offer_score(prediction)
 
     @property
     def fleet(self) -> str:
@@ -431,6 +448,8 @@ class IngestionCore:
             self.writer.submit(
                 "reading", reading_log_row(reading, asset, when, self.fleet), normalised=True
             )
+        if self.shadows is not None:  # after the writer: a shadow reseeds from the table
+            self.shadows.offer_reading(reading, asset, when)
 
     def audit(self, actor: str, action: str, subject: str, details: dict[str, Any]) -> None:
         if self.writer is not None:

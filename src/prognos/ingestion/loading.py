@@ -81,6 +81,29 @@ def champion_version(settings: Settings, name: str) -> str | None:
     return None if current is None else str(current.version)
 
 
+def challenger_version(settings: Settings, name: str) -> str | None:
+    """The version the ``challenger`` alias names, or None when there is none (or no such
+    model). A registry that cannot be reached raises, so that the caller keeps a running shadow
+    rather than stopping it: only an answer of "no challenger" stops one.
+
+    One registry call (``versions.challenger`` also reads every version's run): it runs at
+    every poll of the champion.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from prognos.registry import versions
+    from prognos.registry.tracking import connect
+
+    try:
+        found = connect(settings).get_model_version_by_alias(name, versions.CHALLENGER)
+    except MlflowException as exc:
+        if exc.error_code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):
+            # No such alias, or no such model (the codes a REST registry sends too).
+            return None
+        raise
+    return str(found.version)
+
+
 def served_fleet(settings: Settings, predictor: Predictor) -> str:
     """The fleet whose readings a served model takes and stores: ``PROGNOS_FLEET``, else the
     fleet the model was trained on."""

@@ -125,9 +125,13 @@ class Prediction:
         return f"pred_{uuid.uuid5(_PREDICTION_IDS, key).hex}"
 
     def log_row(
-        self, latency_ms: float | None = None, fleet: str = DEFAULT_FLEET
+        self, latency_ms: float | None = None, fleet: str = DEFAULT_FLEET, *, shadow: bool = False
     ) -> dict[str, Any]:
-        """The ``predictions`` table row, already in ``normalise_record``'s form (tested)."""
+        """The ``predictions`` table row, already in ``normalise_record``'s form (tested).
+
+        Every row carries ``shadow`` (a challenger's, see ``ingestion.shadow``): the writer
+        inserts a batch with one statement, which takes its columns from the first row.
+        """
         return {
             "id": self.prediction_id,
             "fleet": fleet,
@@ -144,6 +148,7 @@ class Prediction:
             "should_inspect": self.should_inspect,
             "explanation": None if self.explanation is None else self.explanation.to_dict(),
             "latency_ms": latency_ms,
+            "shadow": shadow,
         }
 
 

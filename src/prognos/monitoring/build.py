@@ -185,7 +185,9 @@ def _stages(rows: Rows, labels: pd.DataFrame | None, quantiles: tuple[float, ...
         for s in range(len(edges) + 1):
             mine = stage == s
             life.append(float(fraction[mine].mean()) if mine.any() else float("nan"))
-            rul.append(float(true_rul[mine].mean()) if mine.any() else float("nan"))
+            # A retraining set's censored rows have no RUL (NaN): the stage's mean is over the rest.
+            known = mine & ~np.isnan(true_rul)
+            rul.append(float(true_rul[known].mean()) if known.any() else float("nan"))
     return Stages(
         smoothing=SMOOTHING, edges=np.asarray(edges, np.float64), life_fraction=life, rul=rul
     )

@@ -4,9 +4,11 @@ the app's lifespan, never at import."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from prognos.alerting import AlertLoop
 from prognos.config import Settings
 from prognos.ingestion.core import IngestionCore
 from prognos.ingestion.loading import LoadedModel
@@ -23,6 +25,7 @@ class Runtime:
     core: IngestionCore = field(init=False)
     keys: KeyCache | None = None
     limiter: RateLimiter | None = None
+    alerts: AlertLoop | None = None
     _redis: Any = None
 
     def __post_init__(self) -> None:
@@ -55,8 +58,15 @@ class Runtime:
             settings.rate_limit_per_minute, self._redis, prefix=settings.redis_namespace
         )
         await self.core.serve(model)
+        if settings.alerts_enabled:
+            # Its own thread: rules are evaluated over the database, off the event loop; a bad
+            # rules file fails start-up here rather than silently alerting nobody.
+            self.alerts = AlertLoop(settings, self.core.db)
+            self.alerts.start()
 
     async def stop(self) -> None:
+        if self.alerts is not None:
+            await asyncio.to_thread(self.alerts.stop)
         if self.keys is not None:
             await self.keys.stop()
         await self.core.stop()

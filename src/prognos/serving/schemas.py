@@ -24,6 +24,7 @@ from prognos.ingestion.readings import (
     Timestamp,
     storable_text,
 )
+from prognos.storage.models import RESET_EVENTS, FeedbackEvent
 
 # The reading itself is ingestion's (one definition for HTTP and the stream).
 PredictionId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_PATTERN)]
@@ -146,6 +147,11 @@ class BatchPredictOut(BaseModel):
 
 
 class ActualOutcome(BaseModel):
+    """What happened. ``event`` also reports maintenance (by default "failure" when
+    ``failure_occurred``, else "inspection"): a "repair" or "replacement" starts a new life of
+    the asset; with ``failure_occurred`` it failed and was fixed then. ``failure_cycle`` /
+    ``failure_timestamp`` date the event, whatever it is; a repair or replacement needs one."""
+
     model_config = ConfigDict(extra="forbid")
 
     failure_occurred: bool
@@ -153,17 +159,35 @@ class ActualOutcome(BaseModel):
     failure_cycle: Cycle | None = None
     failure_type: FailureType | None = None
     inspection_notes: Notes | None = None
+    event: FeedbackEvent | None = None
 
     @model_validator(mode="after")
     def _no_failure_without_one(self) -> ActualOutcome:
-        if not self.failure_occurred:
-            given = [
-                name
-                for name in ("failure_cycle", "failure_timestamp", "failure_type")
-                if getattr(self, name) is not None
-            ]
-            if given:
-                raise ValueError(f"failure_occurred is false, yet {', '.join(given)} given")
+        if self.event is None:  # as before events: a non-failure report carries no time
+            if not self.failure_occurred:
+                given = [
+                    name
+                    for name in ("failure_cycle", "failure_timestamp", "failure_type")
+                    if getattr(self, name) is not None
+                ]
+                if given:
+                    raise ValueError(
+                        f"failure_occurred is false, yet {', '.join(given)} given (to date a "
+                        "repair, replacement or inspection, set event)"
+                    )
+            self.event = "failure" if self.failure_occurred else "inspection"
+            return self
+        if self.event == "failure" and not self.failure_occurred:
+            raise ValueError("event is failure, yet failure_occurred is false")
+        if self.event == "inspection" and self.failure_occurred:
+            raise ValueError("event is inspection, yet failure_occurred is true: report a failure")
+        if self.failure_type is not None and not self.failure_occurred:
+            raise ValueError("failure_occurred is false, yet failure_type given")
+        undated = self.failure_cycle is None and self.failure_timestamp is None
+        if self.event in RESET_EVENTS and undated:
+            raise ValueError(
+                f"a {self.event} needs failure_cycle or failure_timestamp: when it happened"
+            )
         return self
 
 
@@ -242,6 +266,26 @@ class AssetOut(BaseModel):
     predictions: list[AssetSummary]
 
 
+class ShadowOut(BaseModel):
+    """The challenger scored in the champion's shadow (``ingestion.shadow``): its figures since
+    it started. Its trouble never makes the service degraded."""
+
+    version: str
+    state: Literal["starting", "seeding", "ok", "down", "stopped"]
+    queued: int = Field(description="Readings and score requests waiting for the shadow.")
+    requested: int = Field(description="Champion predictions offered to the shadow.")
+    scored: int = Field(description="Shadow predictions logged (shadow = true).")
+    missed: int = Field(description="Requests whose reading the shadow's state did not hold.")
+    dropped: int = Field(description="Events dropped (queue overflow, state rebuilt, down).")
+    rejected: int = Field(description="Readings the challenger refused.")
+    seeds: int = Field(description="Times its state was built from the stored readings.")
+    failures: int = Field(description="Times its scorer failed (and was started again).")
+    compute_mode: str | None
+    pid: int | None = Field(description="Its compute process (this process's in thread mode).")
+    seconds: float
+    error: str | None
+
+
 class HealthOut(BaseModel):
     status: Literal["ok", "degraded"]
     model_loaded: bool
@@ -250,6 +294,7 @@ class HealthOut(BaseModel):
     uptime_seconds: float
     services: dict[str, str]
     detail: dict[str, Any] = Field(default_factory=dict)
+    shadow: ShadowOut | None = None
 
 
 class KeyRevokedOut(BaseModel):

@@ -42,6 +42,10 @@ def health_report(runtime: Runtime) -> dict[str, Any]:
         services["state"] = "ok" if scorer.ready else "rebuilding"
     for name in DEPENDENCIES:
         telemetry.dependency.labels(name).set(1 if services.get(name) == "ok" else 0)
+    shadows = runtime.core.shadows
+    shadow = None if shadows is None else shadows.status()
+    if shadows is not None:  # not a dependency: a shadow's trouble never degrades the service
+        telemetry.sync_shadow(shadows.totals(), 0 if shadow is None else shadow["queued"])
     model = runtime.core.model
     degraded = model is None or any(services.get(n, "ok") != "ok" for n in DEPENDENCIES)
     return {
@@ -52,4 +56,5 @@ def health_report(runtime: Runtime) -> dict[str, Any]:
         "uptime_seconds": time.monotonic() - runtime.core.started,
         "services": services,
         "detail": detail,
+        "shadow": shadow,
     }

@@ -81,6 +81,31 @@ class Telemetry:
             registry=r, multiprocess_mode="livesum",
         )  # fmt: skip
 
+        # The challenger's shadow (ingestion.shadow), read from its own counts at each scrape.
+        self.shadow_scored = Counter(
+            "prognos_shadow_predictions", "Challenger predictions logged in the champion's shadow",
+            registry=r,
+        )  # fmt: skip
+        self.shadow_dropped = Counter(
+            "prognos_shadow_dropped",
+            "Readings and score requests the shadow dropped (overflow, state rebuilt, down)",
+            registry=r,
+        )
+        self.shadow_queued = Gauge(
+            "prognos_shadow_queued", "Events waiting for the shadow", registry=r,
+            multiprocess_mode="livesum",
+        )  # fmt: skip
+        self._shadow_seen = {"scored": 0, "dropped": 0}
+
+    def sync_shadow(self, totals: dict[str, int], queued: int) -> None:
+        """Bring the shadow counters up to ``totals`` (the shadow's counts since start-up)."""
+        for key, counter in (("scored", self.shadow_scored), ("dropped", self.shadow_dropped)):
+            delta = totals[key] - self._shadow_seen[key]
+            if delta > 0:
+                counter.inc(delta)
+                self._shadow_seen[key] = totals[key]
+        self.shadow_queued.set(queued)
+
     def set_model(self, name: str, version: str) -> None:
         # Zero the old series before dropping it: in multiprocess mode its value lives on in
         # this worker's file, and /metrics would report two models served.

@@ -7,7 +7,7 @@ holds the migrations and these classes to the same tables and columns.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import (
     JSON,
@@ -127,6 +127,13 @@ class Prediction(Base):
     shadow: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
+# What a feedback row reports. A repair or a replacement ends the asset's life (a new one starts);
+# a failure ends it too; an inspection only says the asset had not failed by then.
+FeedbackEvent = Literal["failure", "repair", "replacement", "inspection"]
+FEEDBACK_EVENTS: tuple[FeedbackEvent, ...] = get_args(FeedbackEvent)
+RESET_EVENTS: tuple[FeedbackEvent, ...] = ("repair", "replacement")
+
+
 class Feedback(Base):
     """What really happened to an asset: the labels monitoring and retraining learn from.
 
@@ -148,6 +155,10 @@ class Feedback(Base):
     notes: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     submitted_by: Mapped[str | None] = mapped_column(String, nullable=True)  # the API key's name
+    # What happened (revision 0005): one of FEEDBACK_EVENTS; ``failure_time``/``failure_cycle``
+    # then date it, whatever it was. Null in a row inserted without one: read it as "failure"
+    # when ``failure_occurred``, else "inspection".
+    event: Mapped[str | None] = mapped_column(String, nullable=True)
 
 
 class ApiKey(Base):

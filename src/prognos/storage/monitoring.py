@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, false, func, select, true
 from sqlalchemy.engine import RowMapping
 
 from prognos.storage.database import Database
@@ -253,10 +253,16 @@ def window_predictions(
     start: datetime,
     end: datetime,
     limit: int,
+    shadow: bool | None = False,
 ) -> pd.DataFrame:
     """One model version's predictions for the fleet created in ``[start, end]``, at most the
-    newest ``limit``; :data:`PREDICTION_COLUMNS`, oldest first."""
+    newest ``limit``; :data:`PREDICTION_COLUMNS`, oldest first.
+
+    ``shadow``: False (the default) for the predictions it served as champion, True for those it
+    made as challenger in the champion's shadow (the promotion gate's), None for both.
+    """
     p = _PREDICTIONS.c
+    shadowed = [] if shadow is None else [p.shadow == (true() if shadow else false())]
     stmt = (
         select(*(p[c] for c in PREDICTION_COLUMNS))
         .where(
@@ -265,6 +271,7 @@ def window_predictions(
             p.model_version == model_version,
             p.created_at >= start,
             p.created_at <= end,
+            *shadowed,
         )
         .order_by(p.created_at.desc(), p.id.desc())
         .limit(limit)

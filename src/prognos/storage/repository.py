@@ -16,12 +16,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, false, func, select
 from sqlalchemy.engine import Connection, RowMapping
 
 from prognos.errors import StorageError
 from prognos.storage.models import (
     DEFAULT_FLEET,
+    FEEDBACK_EVENTS,
     AuditEvent,
     DeadLetter,
     Feedback,
@@ -220,6 +221,8 @@ def normalise_record(kind: RecordKind, row: Mapping[str, Any]) -> dict[str, Any]
             "should_inspect": bool(row["should_inspect"]),
             "explanation": _json_safe(explanation, kind, "explanation"),
             "latency_ms": _float(row.get("latency_ms"), kind, "latency_ms", nullable=True),
+            # Always present: one insert statement takes its columns from a batch's first row.
+            "shadow": bool(row.get("shadow") or False),
         }
     if kind == "feedback":
         failure_time, failure_cycle = row.get("failure_time"), row.get("failure_cycle")
@@ -239,6 +242,7 @@ def normalise_record(kind: RecordKind, row: Mapping[str, Any]) -> dict[str, Any]
             "notes": _optional_str(row.get("notes")),
             "created_at": _datetime(row.get("created_at") or _utcnow(), kind, "created_at"),
             "submitted_by": _optional_str(row.get("submitted_by")),
+            "event": _feedback_event(row),
         }
         for field, value in feedback.items():
             # PostgreSQL refuses NUL in text: refused here, before the record is acknowledged.
@@ -258,6 +262,14 @@ def normalise_record(kind: RecordKind, row: Mapping[str, Any]) -> dict[str, Any]
         "subject": str(row["subject"]),
         "details": _json_safe(details, kind, "details"),
     }
+
+
+def _feedback_event(row: Mapping[str, Any]) -> str:
+    """The row's event (revision 0005), by default what ``failure_occurred`` says."""
+    event = row.get("event") or ("failure" if row["failure_occurred"] else "inspection")
+    if event not in FEEDBACK_EVENTS:
+        raise StorageError(f"feedback event: {event!r} is not one of {', '.join(FEEDBACK_EVENTS)}")
+    return str(event)
 
 
 # A dead letter keeps at most this much of its payload and reason text.
@@ -365,20 +377,26 @@ def _check_limit(limit: int) -> None:
 
 
 def get_prediction(db: Database, prediction_id: str) -> dict[str, Any] | None:
-    """One stored prediction by id, or None (it may still be queued: ask the writer)."""
-    stmt = select(_PREDICTIONS).where(_PREDICTIONS.c.id == prediction_id)
+    """One stored prediction by id, or None (it may still be queued: ask the writer).
+
+    Served predictions only: a challenger's shadow prediction (never returned to a client, so
+    never explained or judged by id) is not found.
+    """
+    p = _PREDICTIONS.c
+    stmt = select(_PREDICTIONS).where(p.id == prediction_id, p.shadow == false())
     with db.translate_errors("reading a prediction"), db.engine.connect() as conn:
         row = conn.execute(stmt).mappings().first()
     return None if row is None else _dict(row)
 
 
 def predictions_for_asset(db: Database, asset_id: str, limit: int = 50) -> list[dict[str, Any]]:
-    """An asset's predictions, newest (by reading time, then creation) first."""
+    """An asset's served predictions (no shadow ones), newest (by reading time, then creation)
+    first."""
     _check_limit(limit)
     p = _PREDICTIONS.c
     stmt = (
         select(_PREDICTIONS)
-        .where(p.asset_id == str(asset_id))
+        .where(p.asset_id == str(asset_id), p.shadow == false())
         .order_by(p.time.desc(), p.created_at.desc(), p.id.desc())
         .limit(limit)
     )
@@ -387,7 +405,8 @@ def predictions_for_asset(db: Database, asset_id: str, limit: int = 50) -> list[
 
 
 def latest_predictions(db: Database, limit: int = 100) -> list[dict[str, Any]]:
-    """Each asset's latest prediction, riskiest (highest failure probability) first.
+    """Each asset's latest served prediction (no shadow ones), riskiest (highest failure
+    probability) first.
 
     One query with a window function (SQLite >= 3.25 and PostgreSQL); "latest" is the newest
     reading time, then the newest creation, so a re-run for the same time replaces the old one.
@@ -399,7 +418,7 @@ def latest_predictions(db: Database, limit: int = 100) -> list[dict[str, Any]]:
         .over(partition_by=p.asset_id, order_by=(p.time.desc(), p.created_at.desc(), p.id.desc()))
         .label("recency")
     )
-    ranked = select(_PREDICTIONS, rank).subquery()
+    ranked = select(_PREDICTIONS, rank).where(p.shadow == false()).subquery()
     stmt = (
         select(*(ranked.c[c.name] for c in _PREDICTIONS.columns))
         .where(ranked.c.recency == 1)
@@ -481,10 +500,18 @@ def feedback_labels(db: Database) -> pd.DataFrame:
     return frame
 
 
-def audit_events(db: Database, limit: int = 100) -> list[dict[str, Any]]:
-    """The newest audit events first."""
+def audit_events(
+    db: Database, limit: int = 100, *, action: str | None = None, subject: str | None = None
+) -> list[dict[str, Any]]:
+    """The newest audit events first; ``action`` keeps those whose action starts with it
+    (``retrain.`` for every retraining step), ``subject`` those about exactly that subject."""
     _check_limit(limit)
     a = _AUDIT.c
-    stmt = select(_AUDIT).order_by(a.at.desc(), a.id.desc()).limit(limit)
+    stmt = select(_AUDIT)
+    if action:
+        stmt = stmt.where(a.action.startswith(action, autoescape=True))
+    if subject is not None:
+        stmt = stmt.where(a.subject == subject)
+    stmt = stmt.order_by(a.at.desc(), a.id.desc()).limit(limit)
     with db.translate_errors("reading the audit log"), db.engine.connect() as conn:
         return [_dict(r) for r in conn.execute(stmt).mappings()]

@@ -82,10 +82,15 @@ def cross_validate(
     fleet: FleetSpec,
     config: TrainConfig,
     progress: Progress | None = None,
+    groups: pd.Series | None = None,
 ) -> CVResult:
-    """Grouped K-fold over assets; returns out-of-fold predictions at random cut points."""
+    """Grouped K-fold over assets; returns out-of-fold predictions at random cut points.
+
+    ``groups``: the physical asset of each row when an asset's lives are separate training
+    assets (a retraining set), so no asset is on both sides of a fold; the asset id otherwise.
+    """
     say = progress or (lambda _: None)
-    assets = readings[ASSET].to_numpy()
+    assets = (readings[ASSET] if groups is None else groups).to_numpy()
     n_assets = len(np.unique(assets))
     if n_assets < config.folds:
         raise ConfigError(

@@ -192,6 +192,7 @@ def train_labelled(
     promote: bool = True,
     tags: dict[str, str] | None = None,
     data_version: str | None = None,
+    groups: pd.Series | None = None,
     started: float | None = None,
 ) -> TrainOutcome:
     """:func:`train` from rows already validated and labelled (a retraining set joins stored
@@ -200,14 +201,15 @@ def train_labelled(
     ``promote`` False: the version is only registered, whatever its gate says (a retraining names
     it the challenger; the promotion gate decides later, on live outcomes).
     ``data_version``: the content hash of a snapshot that holds the rows (and labels) exactly;
-    the hash of the rows otherwise.
+    the hash of the rows otherwise. ``groups``: the physical asset of each row, for the folds
+    (see :func:`~prognos.training.cv.cross_validate`).
     """
     say = progress or (lambda _: None)
     seconds: dict[str, float] = {}
     start = time.perf_counter() if started is None else started
     name = name or fleet.name
     say("cross-validation")
-    cv = cross_validate(readings, labels, fleet, config, progress=say)
+    cv = cross_validate(readings, labels, fleet, config, progress=say, groups=groups)
     seconds["cross_validation"] = time.perf_counter() - start
     costs = config.costs
     table = metrics_table(cv, costs.missed_failure, costs.false_alarm)

@@ -66,12 +66,14 @@ async def feedback(body: FeedbackIn, runtime: RuntimeDep, principal: Ingester) -
             "notes": outcome.inspection_notes,
             "created_at": datetime.now(UTC),
             "submitted_by": principal.name,
+            "event": outcome.event,
         },
     )
     await runtime.core.acknowledge()  # the feedback is durable before the 201
     accuracy = None
     if (
         prediction is not None
+        and outcome.failure_occurred
         and outcome.failure_cycle is not None
         and not is_timestamp_time(prediction["time"])
     ):
