@@ -25,7 +25,7 @@ from prognos.ingestion import shadow as shadow_module
 from prognos.ingestion.core import IngestionCore
 from prognos.ingestion.loading import challenger_version, load_model
 from prognos.ingestion.predictor import Predictor
-from prognos.ingestion.shadow import Event, ordered
+from prognos.ingestion.shadow import Event, jobs, ordered
 from prognos.registry import pyfunc, versions
 from prognos.registry.tracking import EXPERIMENT, connect
 from prognos.serving.app import create_app
@@ -158,6 +158,14 @@ def test_score_requests_follow_their_own_reading() -> None:
         ("score", "a", 2),
         ("score", "b", 7),
     ]
+    # A reading and its own request are one "predict" item; the rest ingested or read.
+    planned = jobs([("reading", {}, "c", 1), *ordered(events), ("reading", {}, "c", 2)])
+    assert [(kind, [[e[0] for e in item] for item in items]) for kind, items in planned] == [
+        ("ingest", [["reading"]]),
+        ("predict", [["reading", "score"], ["reading", "score"]]),
+        ("current", [["score"]]),
+        ("ingest", [["reading"]]),
+    ]
 
 
 def test_the_challenger_scores_every_prediction_in_the_shadow(
@@ -271,9 +279,10 @@ def test_a_shadow_whose_process_dies_fails_no_request_and_is_reported(
 def test_a_queue_overflow_drops_the_backlog_and_the_state_is_rebuilt(
     trained: Trained, challenger: Versions, tmp_path: Path
 ) -> None:
-    # In this process (the other scorer kind), with a queue far shorter than one request.
+    # In this process (the other scorer kind), with a queue shorter than one request of 30
+    # readings, long enough for the 10 predictions after (20 events within one linger).
     settings = open_settings(
-        trained, tmp_path / "db.sqlite", compute_process=False, shadow_queue_max=8
+        trained, tmp_path / "db.sqlite", compute_process=False, shadow_queue_max=24
     )
     rows = readings(trained, 3, 40)
     with TestClient(create_app(settings)) as client:

@@ -44,9 +44,7 @@ def show_loop(state: CliState, plan: LoopPlan, result: LoopResult) -> None:
     out.print(f"{result.failures1} failures reported by operators ({s['wave1']:.1f} s)")
     out.rule("3. Monitoring, alerts and triggers")
     mon = result.monitoring
-    drifted = [
-        name for name, c in (mon.drift.get("columns") or {}).items() if c.get("drifted")
-    ]
+    drifted = [name for name, c in (mon.drift.get("columns") or {}).items() if c.get("drifted")]
     realised = mon.performance.realised
     out.print(
         f"drift: {'[red]detected[/]' if mon.drift_detected else 'none'} "

@@ -152,6 +152,10 @@ async def stream(
         await ingester.ready.wait()
         if not await asyncio.to_thread(ready):
             raise StreamError(f"the {name} did not accept the connection or the subscription")
+        if ingester.core.shadows is not None:
+            # A challenger's shadow seeds from the stored readings while it starts: what streams
+            # in meanwhile is in its seed, and the champion's scores of it are missed.
+            await asyncio.to_thread(ingester.core.shadows.wait_idle, plan.settle_seconds)
         started = time.perf_counter()
         messages = outgoing(data, fleet, faults, seed=seed)
         report: PublishReport = await asyncio.to_thread(
@@ -164,6 +168,9 @@ async def stream(
             await asyncio.sleep(0.05)
         seconds = time.perf_counter() - started
         complete = _acked(ingester) >= report.published
+        shadows = ingester.core.shadows
+        if shadows is not None:  # the challenger's shadow logs its share before we stop
+            await asyncio.to_thread(shadows.wait_idle, max(1.0, deadline - time.monotonic()))
     finally:
         stop.set()
         await task
