@@ -202,7 +202,7 @@ class Settings(BaseSettings):
         description="The Prefect server `prognos flows serve` registers the flows with.",
     )
     shadow_queue_max: int = Field(
-        default=200_000,
+        default=20_000,
         ge=1,
         description="Readings and scores queued for the challenger's shadow at most; beyond it "
         "the shadow drops its backlog and rebuilds its state from the stored readings.",

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from prognos.config import Settings
 from prognos.flows.promotion import judge, run_gate
+from prognos.flows.receiver import WebhookReceiver
 from prognos.monitoring.live import load_monitored
 from prognos.registry import versions
 from prognos.registry.tracking import connect
@@ -101,9 +103,17 @@ def test_a_worse_challenger_is_rejected_with_its_reasons(loop_home) -> None:
                                                    horizon=horizon))  # fmt: skip
     repository.insert_feedback(db, _failures())
 
-    verdict = run_gate(settings, db, "tiny")
+    receiver = WebhookReceiver()
+    try:
+        told = settings.model_copy(update={"alert_webhook_url": SecretStr(receiver.url)})
+        verdict = run_gate(told, db, "tiny")
+    finally:
+        receiver.close()
 
     assert verdict.verdict == "reject"
+    [alert] = receiver.received
+    assert alert["rule"] == "challenger_rejected" and alert["subject"] == "tiny"
+    assert f"challenger {challenger} of tiny rejected" in alert["message"]
     assert any("below the floor" in r for r in verdict.reasons)
     assert any("not above the champion" in r for r in verdict.reasons)
     client = connect(settings)

@@ -18,12 +18,14 @@ measured on different data, so only the shared live window compares them fairly.
 from __future__ import annotations
 
 import math
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import pandas as pd
 
+from prognos.alerting import AlertEvent, Dispatcher, build_notifiers
 from prognos.config import Settings
 from prognos.monitoring.live import MonitoredModel, load_monitored
 from prognos.monitoring.performance import assess_performance, label_predictions
@@ -200,9 +202,9 @@ def run_gate(
     act: bool = True,
 ) -> GateVerdict:
     """Judge, then act (unless ``act`` is False): promote (the challenger becomes champion, its
-    shadow ends) or reject (the challenger alias is removed); ``wait`` changes nothing. Each
-    decision is audited with its reasons and figures (``gate.promoted``, ``gate.rejected``,
-    ``gate.waiting``)."""
+    shadow ends) or reject (the challenger alias is removed and a ``challenger_rejected`` alert
+    sent); ``wait`` changes nothing. Each decision is audited with its reasons and figures
+    (``gate.promoted``, ``gate.rejected``, ``gate.waiting``)."""
     verdict = judge(settings, db, load_monitored(settings, name), fleet=fleet, now=now)
     if verdict.verdict == "none" or not act:
         return verdict
@@ -212,6 +214,42 @@ def run_gate(
         versions.promote(client, name, verdict.challenger)  # clears the challenger alias
     elif verdict.verdict == "reject":
         versions.clear_challenger(client, name)
+        notify_rejection(settings, verdict, fleet or settings.fleet or name)
     action = {"promote": "gate.promoted", "reject": "gate.rejected", "wait": "gate.waiting"}
     audit.record(db, ACTOR, action[verdict.verdict], name, verdict.to_json())
     return verdict
+
+
+def notify_rejection(settings: Settings, verdict: GateVerdict, fleet: str) -> None:
+    """Tell the people who must know that the retrained model was not good enough: one
+    ``challenger_rejected`` alert through the configured notifiers (log, webhooks), delivered
+    in the background with retries and waited for at most a few seconds."""
+    now = datetime.now(UTC)
+    live = verdict.figures.get("challenger", {}).get("live", {})
+    event = AlertEvent(
+        alert_id=f"alr_{uuid.uuid4().hex}",
+        rule="challenger_rejected",
+        signal="promotion_gate",
+        severity="warning",
+        state="firing",
+        fleet=fleet,
+        subject=verdict.name,
+        value=live.get("f2"),
+        comparison="<",
+        threshold=settings.gate_min_f2,
+        started_at=now,
+        fired_at=now,
+        resolved_at=None,
+        at=now,
+        repeat=False,
+        message=f"challenger {verdict.challenger} of {verdict.name} rejected at the promotion "
+        f"gate: {'; '.join(verdict.reasons)}",
+        description="The retrained model did not beat the champion on live outcomes; the "
+        "champion stays.",
+    )
+    dispatcher = Dispatcher(build_notifiers(settings))
+    try:
+        dispatcher.submit(event)
+        dispatcher.flush(10.0)
+    finally:
+        dispatcher.stop(2.0)
