@@ -16,16 +16,11 @@ app = typer.Typer(help="The prediction service's database.", no_args_is_help=Tru
 
 
 def open_database(settings: Settings) -> Database:
-    """The configured database with its schema migrated to the newest revision."""
-    from prognos.storage import Database, database_url
+    """:func:`prognos.storage.database.open_database`, imported when called so that
+    ``prognos --help`` does not load SQLAlchemy."""
+    from prognos.storage.database import open_database as open_migrated
 
-    db = Database(database_url(settings))
-    try:
-        db.upgrade()
-    except BaseException:
-        db.dispose()
-        raise
-    return db
+    return open_migrated(settings)
 
 
 @app.command()

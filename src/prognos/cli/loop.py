@@ -96,8 +96,8 @@ def gate(
 ) -> None:
     """The promotion gate: challenger against champion on the same labelled live window; promotes
     or rejects the challenger (audited), or waits for more labels."""
-    from prognos.flows.jobs import open_database
     from prognos.flows.promotion import run_gate
+    from prognos.storage.database import open_database
 
     state = get_state(ctx, home)
     db = open_database(state.settings)

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from prognos.config import Settings
     from prognos.data.dataset import FleetData
-    from prognos.storage import Database
 
 # Suffixes dropped from a file name to name what is derived from it (as the CLI does).
 _DATA_SUFFIXES = {".csv", ".parquet", ".pq", ".txt", ".gz", ".bz2", ".xz", ".zip", ".zst"}
@@ -23,19 +22,6 @@ def load(source: str, spec: Path | None = None, events: Path | None = None) -> F
     parse_source(source)
     fleet_spec = FleetSpec.from_yaml(spec) if spec is not None else None
     return load_source(source, spec=fleet_spec, events=events)
-
-
-def open_database(settings: Settings) -> Database:
-    """The configured database with its schema migrated to the newest revision."""
-    from prognos.storage import Database, database_url
-
-    db = Database(database_url(settings))
-    try:
-        db.upgrade()
-    except BaseException:
-        db.dispose()
-        raise
-    return db
 
 
 def quarantine_path(settings: Settings, source: str) -> Path:

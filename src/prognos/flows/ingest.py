@@ -20,8 +20,9 @@ import pandas as pd
 
 from prognos.errors import DataSourceError
 from prognos.fleet import ASSET, TIME
-from prognos.flows._common import load, open_database, quarantine_path
+from prognos.flows._common import load, quarantine_path
 from prognos.ingestion.readings import EARLIEST_TIMESTAMP, ID_PATTERN, LATEST_TIMESTAMP, MAX_CYCLE
+from prognos.storage.database import open_database
 
 if TYPE_CHECKING:
     from prognos.config import Settings

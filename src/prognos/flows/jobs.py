@@ -12,7 +12,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prognos.flows._common import load, open_database
+from prognos.flows._common import load
+from prognos.storage.database import open_database
 
 if TYPE_CHECKING:
     from prognos.config import Settings

@@ -30,7 +30,7 @@ from prognos.monitoring.build import profile_from_training
 from prognos.registry import versions
 from prognos.registry.tracking import connect
 from prognos.storage import audit
-from prognos.storage.database import Database, database_url
+from prognos.storage.database import Database, open_database
 from prognos.training.config import TrainConfig
 from prognos.training.flow import code_version, train_labelled
 from prognos.training.report import headline
@@ -117,9 +117,8 @@ def retrain(
             f"{name!r} has no champion: retraining starts from one (train it with prognos train)"
         )
     settings.ensure_home()
-    db = Database(database_url(settings))
+    db = open_database(settings)
     try:
-        db.upgrade()
         actor = f"{ACTOR}:{getpass.getuser()}"
         audit.record(
             db,

@@ -36,7 +36,7 @@ from prognos.flows.triggers import check_triggers
 from prognos.monitoring.build import profile_from_training
 from prognos.monitoring.live import LiveResult, load_monitored, profile_drift, run_live
 from prognos.storage import repository
-from prognos.storage.database import Database, database_url
+from prognos.storage.database import Database, open_database
 from prognos.streaming.run import StreamPlan, StreamSummary, run_stream
 from prognos.training.config import TrainConfig
 from prognos.training.flow import train
@@ -174,9 +174,8 @@ def run_loop(settings: Settings, plan: LoopPlan, *, say: Say = print) -> LoopRes
     )
     lap("train")
 
-    db = Database(database_url(settings))
+    db = open_database(settings)
     try:
-        db.upgrade()
         wave1_data = _fleet(plan, plan.new_life, plan.live_assets, plan.seed + 1, "w1-")
         wave1 = _stream(settings, plan, wave1_data, data_dir / "loop-wave1.parquet", say)
         failures1 = _failures(db, wave1_data, plan.fleet)

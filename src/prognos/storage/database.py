@@ -62,6 +62,18 @@ def database_url(settings: Settings) -> str:
     return f"sqlite:///{(settings.home / 'prognos.db').resolve()}"
 
 
+def open_database(settings: Settings) -> Database:
+    """The configured database with its schema migrated to the newest revision (what a command
+    or flow opens; the services migrate in the background instead, see ``ingestion.core``)."""
+    db = Database(database_url(settings))
+    try:
+        db.upgrade()
+    except BaseException:
+        db.dispose()
+        raise
+    return db
+
+
 def alembic_config(connection: Connection) -> Config:
     """An Alembic config built in code: the package's migrations, run on ``connection``.
 
