@@ -12,7 +12,11 @@ channels (other seeds than ``prognos demo`` trains on). ``--data KIND:PATH`` ove
 Measured (p50/p99 over ``--repeats`` calls, after a warm-up that fills every asset's window):
 
 - ``ingest``: ``Predictor.ingest`` of one reading (validation + online feature update);
-- ``score 1``: one asset, without and with the TreeSHAP explanation;
+- ``score 1``: one asset, without and with the explanation (per input channel, of the served
+  log-odds: XGBoost's TreeSHAP and the sequence network's Integrated Gradients, each times its
+  slope in the stack); ``--no-sequence-attribution`` leaves the network as one term, TreeSHAP only;
+- ``TreeSHAP alone``: score without explanation plus the XGBoost member's TreeSHAP of the same
+  rows, the cost of the explanation before it covered the served output (XGBoost's share only);
 - ``score 100``: ``--batch`` assets in one call, without and with explanations (per call, and
   per asset for the explained batch: what coalescing concurrent requests buys);
 - ``total``: ingest + score with explanation of one reading, the model work behind one
@@ -166,6 +170,7 @@ def measure(
         else:
             live.append(reading)
     batch = [predictor.current(a) for a in assets[: args.batch]]
+    xgboost: Any = predictor.bundle.members.get("xgboost")
     for _ in range(5):
         predictor.score(batch[:1], explain=False)
         predictor.score(batch[:1], explain=True)
@@ -197,6 +202,18 @@ def measure(
         plain.append(timed(lambda item=item: predictor.score(item, explain=False)))
         explained.append(timed(lambda item=item: predictor.score(item, explain=True)))
 
+    # The explanation as it was: TreeSHAP of the XGBoost member only, beside plain scoring.
+    def treeshap_only(chosen: list[Scored]) -> None:
+        predictor.score(chosen, explain=False)
+        if xgboost is not None:
+            xgboost.contributions(model_input(predictor, chosen))
+
+    shap_1: list[float] = []
+    for i in range(args.repeats):
+        item = [items[i % len(items)]]
+        shap_1.append(timed(lambda item=item: treeshap_only(item)))
+    shap_batch = [timed(lambda: treeshap_only(batch)) for _ in range(args.batch_repeats)]
+
     # As the service scores (Batcher): the explanation on a side thread beside the ensemble.
     side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="explain")
     explained_side: list[float] = []
@@ -226,9 +243,24 @@ def measure(
         f"score {n} + explanation": percentiles(batch_explained),
         f"  per asset of score {n} + expl.": per_asset,
         f"score {n} + explanation, side thread": percentiles(batch_side),
+        "score 1 + TreeSHAP alone (old expl.)": percentiles(shap_1),
+        f"score {n} + TreeSHAP alone (old expl.)": percentiles(shap_batch),
         "total: ingest + score 1 + expl.": percentiles(total),
         "  of which score 1 + expl.": percentiles(score_live),
     }
+
+
+def model_input(predictor: Predictor, items: list[Scored]) -> Any:
+    """The rows ``Predictor.score`` builds from ``items``."""
+    from prognos.models.base import ModelInput
+
+    return ModelInput(
+        features=np.vstack([i.features for i in items]),
+        feature_names=predictor.feature_names,
+        sequences=np.stack([i.sequence for i in items]),
+        lengths=np.array([i.length for i in items], dtype=np.int64),
+        groups=np.array([i.asset_id for i in items], dtype=object),
+    )
 
 
 def measure_scorers(
@@ -282,6 +314,11 @@ def main() -> None:
     parser.add_argument("--batch-repeats", type=int, default=100, help="timed batch calls")
     parser.add_argument("--output", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("--no-process", action="store_true", help="skip the compute process")
+    parser.add_argument(
+        "--no-sequence-attribution",
+        action="store_true",
+        help="explain the sequence member as one term (no Integrated Gradients)",
+    )
     args = parser.parse_args()
 
     import torch
@@ -294,16 +331,24 @@ def main() -> None:
     with console.status(f"Loading {args.model}@champion"):
         loaded = load_champion(settings, args.model)
     bundle = loaded.bundle
+    attribute = None
+    if args.no_sequence_attribution:
+        attribute = [m for m in bundle.members if m != "sequence"]
     predictor = Predictor(
-        bundle, model_name=loaded.name, model_version=loaded.version
+        bundle, model_name=loaded.name, model_version=loaded.version, attribute=attribute
     )  # in-memory state, as a one-worker service without Redis
+    explainer = predictor.explainer
+    explained = ", ".join(
+        f"{m} x {c:.2f} ({explainer.attributed.get(m, 'one term')})"
+        for m, c in explainer.slopes.items()
+    )
     frame, source, dropped = bench_readings(bundle.fleet, args.data, assets=args.assets)
     readings = records(frame)
     n_assets = frame[ASSET].nunique()
     console.print(
         f"model {loaded.name} version {loaded.version}: members {', '.join(bundle.members)}, "
         f"{len(predictor.feature_names)} features, window {bundle.window}; "
-        f"explainer: {'xgboost TreeSHAP' if predictor.explainer is not None else 'none'}",
+        f"explained (slope, attribution): {explained or 'nothing'}",
         soft_wrap=True,
     )
     console.print(

@@ -88,10 +88,15 @@ def test_train_predict_evaluate_and_manage_versions(tmp_path: Path) -> None:
         "rul",
         "rul_lower",
         "rul_upper",
+        "rul_open_above",
         "failure_probability",
         "alert",
     ]
     assert len(preds) == 15 and (preds["rul_lower"] <= preds["rul"]).all()
+    # An interval open above has an empty upper end (NaN), and only such an interval.
+    assert (preds["rul_upper"].isna() == preds["rul_open_above"]).all()
+    closed = preds[~preds["rul_open_above"]]
+    assert (closed["rul"] <= closed["rul_upper"]).all()
     assert (preds["cycle"].to_numpy() == cut.groupby("asset_id")["time"].max().to_numpy()).all()
     # Predictions track the truth on unseen assets.
     assert preds["rul"].corr(truth.reset_index(drop=True)) > 0.5

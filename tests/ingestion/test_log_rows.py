@@ -53,11 +53,11 @@ def test_prediction_log_rows_are_already_normalised(predictor: Predictor, traine
 
 def test_a_missing_feature_value_is_logged_as_null() -> None:
     explanation = Explanation(
-        model="xgboost",
         base=-1.0,
         logit=0.5,
-        contributions=[Contribution("slope_s2", math.nan, 1.5)],
+        contributions=[Contribution("sequence", math.nan, 1.5, {"sequence": 1.5})],
         other=0.0,
+        members={"sequence": 1.2},
     )
     prediction = Prediction(
         asset_id="a",

@@ -6,6 +6,7 @@ state when its queue overflows."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import os
 import signal
@@ -58,9 +59,9 @@ def registered(trained: Trained) -> Versions:
         member = min(weights, key=weights.__getitem__)
         return {m: float(m == member) for m in weights}
 
-    bundle.post = dataclasses.replace(
-        post, rul_weights=least(post.rul_weights), proba_weights=least(post.proba_weights)
-    )
+    stack = copy.deepcopy(post.stack)
+    stack.coef_ = least(stack.coef_)
+    bundle.post = dataclasses.replace(post, rul_weights=least(post.rul_weights), stack=stack)
     experiment = client.get_experiment_by_name(EXPERIMENT)
     assert experiment is not None
     with (

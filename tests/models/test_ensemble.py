@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prognos.models.ensemble import blend, fit_weights_proba, fit_weights_rul
+from prognos.errors import NotFittedError
+from prognos.models.ensemble import LogitStack, blend, fit_weights_rul
 
 RNG_SEED = 7
 
@@ -13,12 +14,6 @@ RNG_SEED = 7
 def _rul_problem(n: int = 2000) -> tuple[np.ndarray, np.random.Generator]:
     rng = np.random.default_rng(RNG_SEED)
     return np.minimum(rng.uniform(0, 200, n), 125.0), rng
-
-
-def _proba_problem(n: int = 3000) -> tuple[np.ndarray, np.ndarray, np.random.Generator]:
-    rng = np.random.default_rng(RNG_SEED)
-    p = rng.beta(0.5, 0.5, n)  # calibrated probabilities, mostly confident
-    return p, (rng.uniform(size=n) < p).astype(np.int64), rng
 
 
 def _check_simplex(weights: dict[str, float], names: list[str]) -> None:
@@ -34,25 +29,11 @@ def test_rul_weights_are_a_convex_combination() -> None:
     _check_simplex(weights, list(members))
 
 
-def test_proba_weights_are_a_convex_combination() -> None:
-    p, y, rng = _proba_problem()
-    members = {f"m{k}": np.clip(p + rng.normal(0, 0.1 * k, p.size), 0, 1) for k in range(4)}
-    weights = fit_weights_proba(members, y)
-    _check_simplex(weights, list(members))
-
-
 def test_perfect_member_beats_noise_for_rul() -> None:
     y, rng = _rul_problem()
     weights = fit_weights_rul({"noise": rng.uniform(0, 125, y.size), "perfect": y.copy()}, y)
     assert weights["perfect"] > 0.9
     _check_simplex(weights, ["noise", "perfect"])
-
-
-def test_perfect_member_beats_noise_for_proba() -> None:
-    p, y, rng = _proba_problem()
-    weights = fit_weights_proba({"perfect": p, "noise": rng.uniform(size=p.size)}, y)
-    assert weights["perfect"] > 0.9
-    _check_simplex(weights, ["perfect", "noise"])
 
 
 def test_useless_members_get_about_zero() -> None:
@@ -63,10 +44,6 @@ def test_useless_members_get_about_zero() -> None:
         {"good": good, "constant": constant, "shuffled": rng.permutation(y)}, y
     )
     assert weights["constant"] < 0.05 and weights["shuffled"] < 0.05
-
-    p, labels, rng = _proba_problem()
-    weights_p = fit_weights_proba({"good": p, "base_rate": np.full(p.size, labels.mean())}, labels)
-    assert weights_p["base_rate"] < 0.05
 
 
 def test_rul_weights_match_the_two_member_closed_form() -> None:
@@ -80,19 +57,9 @@ def test_rul_weights_match_the_two_member_closed_form() -> None:
     assert weights["a"] == pytest.approx(expected, abs=1e-4)
 
 
-def test_two_equal_independent_members_share_equally() -> None:
-    p, y, rng = _proba_problem(20000)
-    logit = np.log(p / (1 - p))
-    members = {name: 1 / (1 + np.exp(-(logit + rng.normal(0, 1.0, p.size)))) for name in ("x", "y")}
-    weights = fit_weights_proba(members, y)
-    assert weights["x"] == pytest.approx(0.5, abs=0.1)
-
-
 def test_single_member_gets_all_the_weight() -> None:
     y, rng = _rul_problem(50)
     assert fit_weights_rul({"only": rng.uniform(0, 125, y.size)}, y) == {"only": 1.0}
-    p, labels, _ = _proba_problem(50)
-    assert fit_weights_proba({"only": p}, labels) == {"only": 1.0}
 
 
 def test_indistinguishable_members_share() -> None:
@@ -128,11 +95,75 @@ def test_bad_inputs_are_refused() -> None:
         fit_weights_rul({"a": np.zeros(3)}, np.zeros(4))
     with pytest.raises(ValueError, match="finite"):
         fit_weights_rul({"a": np.array([np.nan, 1.0]), "b": np.ones(2)}, np.zeros(2))
-    with pytest.raises(ValueError, match="0 or 1"):
-        fit_weights_proba({"a": np.ones(2) / 2, "b": np.ones(2) / 3}, np.array([0, 2]))
     with pytest.raises(ValueError, match="no predictions"):
         blend({"a": np.ones(2)}, {"b": 1.0})
     with pytest.raises(ValueError, match="non-negative"):
         blend({"a": np.ones(2)}, {"a": -1.0})
     with pytest.raises(ValueError, match="zero"):
         blend({"a": np.ones(2)}, {"a": 0.0})
+
+
+# -- the failure probability: stacked log-odds ------------------------------------------------
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    return np.log(p) - np.log1p(-p)
+
+
+def test_logit_stack_learns_slopes_and_drops_a_useless_member() -> None:
+    """Truth: logit = -1 + 2 * z. A member reporting sigmoid(z) needs slope 2 (it is
+    under-confident), a member reporting noise gets slope ~0, and the intercept is found."""
+    rng = np.random.default_rng(RNG_SEED)
+    z = rng.normal(0, 1.5, 20_000)
+    y = (rng.uniform(size=z.size) < 1 / (1 + np.exp(-(-1 + 2 * z)))).astype(np.int64)
+    members = {"good": 1 / (1 + np.exp(-z)), "noise": rng.uniform(0.01, 0.99, z.size)}
+    stack = LogitStack().fit(members, y)
+    assert stack.coef_["good"] == pytest.approx(2.0, abs=0.1)
+    assert stack.coef_["noise"] < 0.05
+    assert stack.intercept_ == pytest.approx(-1.0, abs=0.1)
+    # The served log-odds are affine in each member's log-odds: what explanations rely on.
+    served = stack.decision_function(members)
+    expected = stack.intercept_ + sum(c * _logit(members[m]) for m, c in stack.coef_.items())
+    np.testing.assert_allclose(served, expected, atol=1e-9)
+    np.testing.assert_allclose(stack.predict(members), 1 / (1 + np.exp(-served)))
+
+
+def test_logit_stack_is_calibrated_on_fresh_data() -> None:
+    """Two members that see different halves of the evidence and are both mis-calibrated
+    (one inflated by a class weight): the stack's probabilities match the frequencies."""
+    rng = np.random.default_rng(3)
+
+    def draw(n: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        a, b = rng.normal(0, 1, n), rng.normal(0, 1, n)
+        y = (rng.uniform(size=n) < 1 / (1 + np.exp(-(-2 + a + b)))).astype(np.int64)
+        return {"a": 1 / (1 + np.exp(-(3 + 0.5 * a))), "b": 1 / (1 + np.exp(-2 * b))}, y
+
+    members, y = draw(20_000)
+    stack = LogitStack().fit(members, y)
+    fresh, y_new = draw(50_000)
+    p = stack.predict(fresh)
+    for low, high in [(0.0, 0.1), (0.1, 0.3), (0.3, 0.6), (0.6, 1.0)]:
+        inside = (p >= low) & (p < high)
+        assert abs(p[inside].mean() - y_new[inside].mean()) < 0.02
+    # Better than either member alone after its own Platt scaling.
+    loss = -np.mean(y_new * np.log(p) + (1 - y_new) * np.log1p(-p))
+    for name in members:
+        alone = LogitStack().fit({name: members[name]}, y).predict({name: fresh[name]})
+        assert loss < -np.mean(y_new * np.log(alone) + (1 - y_new) * np.log1p(-alone)) - 0.02
+
+
+def test_logit_stack_degenerate_and_bad_input() -> None:
+    p = np.array([0.0, 1.0, 0.5, 0.2])  # exact 0 and 1 are clipped: finite log-odds
+    one_class = LogitStack().fit({"m": p}, [0, 0, 0, 0])
+    assert one_class.coef_ == {"m": 0.0}
+    assert np.all(one_class.predict({"m": p}) < 1e-6)
+    stack = LogitStack().fit({"m": p}, [0, 1, 1, 0])
+    assert np.isfinite(stack.decision_function({"m": p})).all()
+    with pytest.raises(ValueError, match="0 or 1"):
+        LogitStack().fit({"m": p}, [0, 2, 1, 0])
+    with pytest.raises(ValueError, match="finite"):
+        LogitStack().fit({"m": [0.1, np.nan]}, [0, 1])
+    with pytest.raises(ValueError, match="no predictions"):
+        stack.decision_function({"other": p})
+    with pytest.raises(NotFittedError):
+        LogitStack().predict({"m": p})

@@ -161,8 +161,8 @@ def test_not_fitted_clone_and_params(fleet: Fleet) -> None:
     assert params["arch"] == "cnn" and params["hidden"] == 8 and params["seed"] == 5
     assert set(params) == {
         "arch", "hidden", "layers", "dropout", "lr", "batch_size", "max_epochs", "patience",
-        "validation_fraction", "rul_scale", "loss_weight", "level_noise", "seed", "device",
-        "threads", "verbose",
+        "validation_fraction", "rul_scale", "loss_weight", "level_noise", "ema_decay",
+        "epoch_rows", "seed", "device", "threads", "verbose",
     }  # fmt: skip
     twin = clone(model)
     assert twin is not model and twin.get_params() == params
@@ -235,3 +235,67 @@ def test_trains_on_cuda(fleet: Fleet) -> None:
     restored = pickle.loads(pickle.dumps(model))  # CPU copy: loads without CUDA
     assert next(restored.net_.parameters()).device.type == "cpu"
     np.testing.assert_allclose(restored.predict_rul(X), rul, rtol=1e-4, atol=1e-3)
+
+
+def test_weight_averaging_and_epoch_rows_are_used_and_checked(fleet: Fleet) -> None:
+    """The kept weights are the moving average (not the last step's), an epoch sees at most
+    ``epoch_rows`` rows (so its time is bounded on a large fleet), and bad values are refused."""
+    X, y = _small(fleet)
+    common = {"arch": "cnn", "hidden": 8, "max_epochs": 3, "patience": 3, "threads": 1}
+    plain = SequenceModel(ema_decay=0.0, epoch_rows=None, **common).fit(X, y)
+    averaged = SequenceModel(ema_decay=0.99, epoch_rows=None, **common).fit(X, y)
+    assert not np.allclose(plain.predict_rul(X), averaged.predict_rul(X))
+    short = SequenceModel(ema_decay=0.0, epoch_rows=64, batch_size=32, **common).fit(X, y)
+    # 64 rows an epoch at batch 32 is 2 steps: far from the full-epoch fit.
+    assert not np.allclose(short.predict_rul(X), plain.predict_rul(X))
+    for bad in ({"ema_decay": 1.0}, {"ema_decay": -0.1}, {"epoch_rows": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            SequenceModel(**{**common, **bad}).fit(X, y)
+
+
+@pytest.mark.parametrize("arch", ["cnn", "lstm"])
+def test_a_state_dict_from_before_the_relu_modules_loads(arch: str) -> None:
+    """The ReLUs became ``nn.ReLU`` modules (DeepLift hooks them) where they were ``torch.relu``
+    calls: no parameters, so a network saved before (these keys and shapes) still loads, strictly,
+    and pickled models keep loading."""
+    from prognos.models.sequence import _Net
+
+    hidden, inputs = 4, 2 * 3 + 1  # 3 channels: levels, centred levels, the mask
+    head = {
+        "shared.weight": (hidden, 2 * hidden if arch == "cnn" else hidden),
+        "shared.bias": (hidden,),
+        "rul_head.weight": (1, hidden),
+        "rul_head.bias": (1,),
+        "fail_head.weight": (1, hidden),
+        "fail_head.bias": (1,),
+    }
+    if arch == "cnn":  # window 8: dilations 1, 2, 4
+        body = {
+            f"convs.{i}.{k}": shape
+            for i, width in enumerate([inputs, hidden, hidden])
+            for k, shape in (("weight", (hidden, width, 3)), ("bias", (hidden,)))
+        }
+    else:
+        body = {
+            f"lstm.{k}_l{layer}": shape
+            for layer, width in enumerate([inputs, hidden])
+            for k, shape in (
+                ("weight_ih", (4 * hidden, width)),
+                ("weight_hh", (4 * hidden, hidden)),
+                ("bias_ih", (4 * hidden,)),
+                ("bias_hh", (4 * hidden,)),
+            )
+        }
+    generator = torch.Generator().manual_seed(0)
+    old = {k: torch.randn(shape, generator=generator) for k, shape in {**body, **head}.items()}
+    net = _Net(arch, n_channels=3, window=8, hidden=hidden, layers=2, dropout=0.1)  # type: ignore[arg-type]
+    assert list(net.state_dict()) == list(old)
+    net.load_state_dict(old)  # strict
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, old[k])
+    # What unpickling a model saved before does: rebuild the network, load its state_dict.
+    model = SequenceModel(arch=arch, hidden=hidden, layers=2)  # type: ignore[arg-type]
+    state = {**model.__getstate__(), "window_": 8, "n_channels_": 3, "_net_state": old}
+    restored = SequenceModel.__new__(SequenceModel)
+    restored.__setstate__(state)
+    assert all(torch.equal(v, old[k]) for k, v in restored.net_.state_dict().items())

@@ -4,6 +4,7 @@ validation, idempotency, restart recovery and a model swap under traffic."""
 from __future__ import annotations
 
 import gc
+import math
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,15 +55,29 @@ def test_predict_answers_risk_rul_interval_and_why(
     PredictionOut.model_validate(out)  # the hand-built payload has the documented shape
     p = out["prediction"]
     assert 0.0 <= p["failure_probability"] <= 1.0
-    assert p["rul_interval"]["lower"] <= p["predicted_rul_cycles"] <= p["rul_interval"]["upper"]
+    interval = p["rul_interval"]
+    # Open above (null upper end) exactly when the model cannot bound it (the interval reached
+    # the RUL cap); otherwise a closed interval around the estimate.
+    assert interval["open_above"] == (interval["upper"] is None)
+    upper = math.inf if interval["open_above"] else interval["upper"]
+    assert interval["lower"] <= p["predicted_rul_cycles"] <= upper
     assert p["should_inspect"] == (p["failure_probability"] >= p["alert_threshold"])
     assert p["risk_level"] in {"LOW", "MEDIUM", "HIGH"}
-    top = out["explanation"]["top_features"]
+    explanation = out["explanation"]
+    top = explanation["top_features"]
     assert len(top) == 5
-    # The weight of the explained member in the blended probability, as the bundle learned it.
+    # It explains the served probability itself, through every member with a slope above 0.
+    assert explanation["output"] == "log_odds of the served failure probability"
     settings = client.app.state.runtime.settings  # type: ignore[attr-defined]
-    weight = load_champion(settings, trained.name).bundle.post.proba_weights["xgboost"]
-    assert out["explanation"]["model_weight"] == pytest.approx(weight)
+    stack = load_champion(settings, trained.name).bundle.post.stack
+    assert explanation["members"] == pytest.approx({m: c for m, c in stack.coef_.items() if c > 0})
+    q = p["failure_probability"]
+    served = math.log(q) - math.log1p(-q)
+    total = explanation["base"] + explanation["other"] + sum(f["contribution"] for f in top)
+    assert explanation["logit"] == pytest.approx(served, abs=1e-9)
+    assert total == pytest.approx(served, abs=1e-6)
+    for f in top:
+        assert sum(f["members"].values()) == pytest.approx(f["contribution"], abs=1e-12)
     sizes = [abs(f["contribution"]) for f in top]
     assert sizes == sorted(sizes, reverse=True)
     assert out["model_version"] == "1" and out["prediction_id"].startswith("pred_")
@@ -81,7 +96,9 @@ def test_explanation_adds_up_and_feedback_becomes_a_label(
     explanation = full["explanation"]
     total = explanation["base"] + explanation["other"]
     total += sum(c["contribution"] for c in explanation["contributions"])
-    assert total == pytest.approx(explanation["logit"], abs=1e-4)
+    assert total == pytest.approx(explanation["logit"], abs=1e-6)
+    q = full["failure_probability"]
+    assert explanation["logit"] == pytest.approx(math.log(q) - math.log1p(-q), abs=1e-9)
     assert len(explanation["contributions"]) == 10
     feedback = {
         "equipment_id": out["equipment_id"],

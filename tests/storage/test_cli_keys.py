@@ -80,6 +80,6 @@ def test_db_upgrade(tmp_path: Path) -> None:
     home = tmp_path / "home"
     result = run("db", "upgrade", "--home", home)
     assert result.exit_code == 0, result.output
-    assert "at revision 0005" in result.stdout
+    assert "at revision 0006" in result.stdout
     assert (home / "prognos.db").exists()
     assert run("db", "upgrade", "--home", home).exit_code == 0  # idempotent

@@ -22,7 +22,7 @@ from prognos.storage.models import Base
 from tests.storage import prediction
 
 TABLES = {"readings", "predictions", "feedback", "api_keys", "audit_log"}
-HEAD = "0005"  # the newest migration
+HEAD = "0006"  # the newest migration
 
 
 def closed_port() -> int:

@@ -129,6 +129,23 @@ def test_prediction_round_trips(db: Database) -> None:
         normalise_record("prediction", prediction(explanation="why"))
 
 
+def test_an_interval_open_above_is_stored_without_an_upper_end(db: Database) -> None:
+    """+inf (the model's "more than L cycles") and None are stored as NULL and read as None;
+    a NaN upper end is refused rather than stored as an open interval."""
+    rows = [
+        normalise_record("prediction", prediction("A1", 1, rul_upper=math.inf)),
+        normalise_record("prediction", prediction("A2", 1, rul_upper=None)),
+        normalise_record("prediction", prediction("A3", 1, rul_upper=130.0)),
+    ]
+    assert [r["rul_upper"] for r in rows] == [None, None, 130.0]
+    insert_predictions(db, rows)
+    stored = [get_prediction(db, r["id"]) for r in rows]
+    assert [s["rul_upper"] for s in stored if s is not None] == [None, None, 130.0]
+    for bad in ("far", math.nan):
+        with pytest.raises(StorageError, match="rul_upper"):
+            normalise_record("prediction", prediction(rul_upper=bad))
+
+
 def test_feedback_and_audit_are_idempotent(db: Database) -> None:
     fb = normalise_record("feedback", {"asset_id": "A1", "failure_occurred": True})
     assert fb["id"].startswith("fb_")

@@ -21,7 +21,7 @@ from prognos.streaming.messages import (
 
 MODEL = ServedModel(
     name="m", version="1", fleet_name="f", sensor_names=("sensor_1", "sensor_2"),
-    setting_names=("setting_1",), threshold=0.5, explainer_weight=1.0, coverage=0.9, horizon=30,
+    setting_names=("setting_1",), threshold=0.5, coverage=0.9, horizon=30,
 )  # fmt: skip
 
 

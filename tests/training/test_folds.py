@@ -103,10 +103,13 @@ def test_three_assets_train_when_every_fold_can_be_calibrated(
     )
     assert result.exit_code == 0, result.output
     frame = pd.read_csv(predictions)
-    bounds = frame[["rul_lower", "rul", "rul_upper"]].to_numpy()
     assert len(frame) == 3
-    assert np.isfinite(bounds).all()
-    assert (bounds[:, 0] <= bounds[:, 1]).all() and (bounds[:, 1] < bounds[:, 2]).all()
+    assert np.isfinite(frame[["rul_lower", "rul"]].to_numpy()).all()
+    assert (frame["rul_lower"] <= frame["rul"]).all()
+    # Closed intervals end above the estimate; open ones (no upper end) say so.
+    upper = frame["rul_upper"].fillna(np.inf)
+    assert (frame["rul"] < upper).all()
+    assert (frame["rul_upper"].isna() == frame["rul_open_above"]).all()
 
 
 @pytest.mark.parametrize(

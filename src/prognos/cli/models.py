@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -103,8 +104,13 @@ def train(
     out.print(
         "ensemble weights: RUL "
         + _weights(post.rul_weights)
-        + "; probability "
-        + _weights(post.proba_weights)
+        + "; failure log-odds slopes "
+        + _weights(post.stack.coef_)
+    )
+    ci = post.intervals
+    out.print(
+        f"{100 * ci.coverage:g}% RUL interval against the true RUL: open above the cap for "
+        f"{100 * ci.open_share_:.0f}% of the cross-validation rows (reported as 'more than L')"
     )
     for warning in outcome.warnings:
         out.print(f"[yellow]warning:[/] {escape(warning)}")
@@ -159,12 +165,17 @@ def riskiest_table(predictions: pd.DataFrame, title: str, top: int = 10) -> Tabl
             str(row["asset_id"]),
             str(row["cycle"]),
             f"{row['rul']:.0f}",
-            f"{row['rul_lower']:.0f}-{row['rul_upper']:.0f}",
+            _interval(row["rul_lower"], row["rul_upper"]),
             *([f"{row['true_rul']:.0f}"] if truth else []),
             f"{row['failure_probability']:.2f}",
             "yes" if row["alert"] else "",
         )
     return table
+
+
+def _interval(lower: float, upper: float) -> str:
+    """``60-100``, or ``> 60`` for an interval open above (no finite upper end)."""
+    return f"> {lower:.0f}" if not math.isfinite(upper) else f"{lower:.0f}-{upper:.0f}"
 
 
 def _weights(weights: dict[str, float]) -> str:

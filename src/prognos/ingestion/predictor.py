@@ -1,8 +1,9 @@
 """The serving hot path: a loaded model bundle plus online feature state, free of pandas.
 
-``reading -> OnlineFeatures.update -> feature row + sequence window -> members -> ensemble,
-calibration, threshold, interval -> TreeSHAP explanation``. Scoring takes many rows at once so the
-service can coalesce concurrent requests into one call of each member (see ``batching``).
+``reading -> OnlineFeatures.update -> feature row + sequence window -> members -> stacked,
+calibrated probability, threshold, interval -> explanation`` (per input channel, of the served
+log-odds: :mod:`prognos.models.explain`). Scoring takes many rows at once so the service can
+coalesce concurrent requests into one call of each member (see ``batching``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import functools
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,14 +25,22 @@ from prognos.features.online import OnlineFeatures, asset_key, time_key
 from prognos.features.stores import StateStore
 from prognos.models.base import ModelInput
 from prognos.models.bundle import ModelBundle
+from prognos.models.explain import Contribution, Explainer, Explanation
 from prognos.storage.models import DEFAULT_FLEET
 
+__all__ = [
+    "LOGGED_CONTRIBUTIONS",
+    "RISK_LEVELS",
+    "Contribution",
+    "Explanation",
+    "Prediction",
+    "Predictor",
+    "Scored",
+    "reading_log_row",
+    "risk_level",
+]
+
 RISK_LEVELS = ("LOW", "MEDIUM", "HIGH")
-# The member whose failure classifier is explained (exact TreeSHAP, native to XGBoost).
-EXPLAINED_MEMBER = "xgboost"
-# A batch at least this large has its TreeSHAP shared between the compute and the side thread
-# (below it, one thread's share would cost more in hand-off than it saves).
-SHARE_SHAP_FROM = 16
 # How many contributions a logged prediction keeps (the rest are summed into "other"): enough for
 # any explanation screen, small enough to log every prediction at hundreds per second.
 LOGGED_CONTRIBUTIONS = 10
@@ -54,47 +63,6 @@ def risk_level(probability: float, threshold: float) -> str:
 _PREDICTION_IDS = uuid.UUID("6a1c0d3e-9b7f-4c25-8e61-70726f676e6f")
 
 
-@dataclass(frozen=True)
-class Contribution:
-    feature: str
-    value: float
-    contribution: float  # log-odds of the explained member's failure classifier
-
-
-@dataclass
-class Explanation:
-    """TreeSHAP of the XGBoost member's failure classifier, largest magnitude first.
-
-    ``contributions`` + ``other`` + ``base`` sum exactly to ``logit``, that member's log-odds.
-    """
-
-    model: str
-    base: float
-    logit: float
-    contributions: list[Contribution]
-    other: float
-
-    def top(self, k: int) -> list[Contribution]:
-        return self.contributions[:k]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe: a feature value that is missing (NaN) is logged as null."""
-        return {
-            "model": self.model,
-            "base": self.base,
-            "logit": self.logit,
-            "other": self.other,
-            "contributions": [
-                {
-                    "feature": c.feature,
-                    "value": c.value if math.isfinite(c.value) else None,
-                    "contribution": c.contribution,
-                }
-                for c in self.contributions
-            ],
-        }
-
-
 @dataclass
 class Prediction:
     asset_id: str
@@ -103,7 +71,7 @@ class Prediction:
     risk_level: str
     rul: float
     rul_lower: float
-    rul_upper: float
+    rul_upper: float | None  # None: open above, the RUL is "more than rul_lower"
     should_inspect: bool
     model_name: str
     model_version: str
@@ -152,6 +120,12 @@ class Prediction:
         }
 
 
+def _bound(upper: float) -> float | None:
+    """An interval's upper end, or None when it is open above (the model cannot see past the
+    RUL cap, so no finite bound could be honoured)."""
+    return float(upper) if math.isfinite(upper) else None
+
+
 def reading_log_row(
     reading: Mapping[str, Any], asset: str, time: int, fleet: str
 ) -> dict[str, Any]:
@@ -186,6 +160,9 @@ class Predictor:
     already uses one thread for small batches). In one process the OpenMP pools of XGBoost and
     torch otherwise fight and stall requests for hundreds of milliseconds; the service gets its
     parallelism from processes (workers) and from scoring coalesced batches instead.
+
+    ``attribute``: members whose explanation goes down to input channels (default: all that
+    can); any other member appears in explanations as one term.
     """
 
     def __init__(
@@ -195,6 +172,7 @@ class Predictor:
         *,
         model_name: str,
         model_version: str,
+        attribute: Collection[str] | None = None,
     ) -> None:
         self.bundle = bundle
         self.model_name = model_name
@@ -202,12 +180,7 @@ class Predictor:
         self.online = OnlineFeatures(bundle.pipeline, store, window=bundle.window)
         self.feature_names = list(self.online.feature_names)
         self.threshold = float(bundle.post.threshold)
-        self.explainer = bundle.members.get(EXPLAINED_MEMBER)
-        if self.explainer is not None and not hasattr(self.explainer, "contributions"):
-            self.explainer = None
-        # The explained member's share of the blended failure probability (reported with every
-        # explanation: TreeSHAP of one member describes that share of the risk, not all of it).
-        self.explainer_weight = float(bundle.post.proba_weights.get(EXPLAINED_MEMBER, 0.0))
+        self.explainer = Explainer(bundle, attribute=attribute)
         for member in bundle.members.values():
             for model in (
                 getattr(member, "regressor_", None),
@@ -255,9 +228,11 @@ class Predictor:
         """One call of each member for all ``items``; a prediction per item, in order.
 
         With a ``side`` executor (one thread) the explanation runs there while this thread runs
-        the ensemble, and a large batch's TreeSHAP is shared between both threads. XGBoost and
-        torch release the GIL in their kernels and XGBoost's prediction is thread-safe, so this
-        shortens a batch by up to the smaller of the two parts (the results are identical).
+        the ensemble (XGBoost and torch release the GIL in their kernels; the results are
+        identical). The explanation is not split further between the two threads, as TreeSHAP
+        alone once was: two threads' Integrated Gradients of a 100-row batch (60 + 40 rows) took
+        longer than one thread doing both parts (demo model, 2 cores: 130-136 against 118-126
+        ms), and one call keeps the explanation independent of how rows were batched.
         """
         if not items:
             return []
@@ -269,19 +244,15 @@ class Predictor:
             groups=np.array([i.asset_id for i in items], dtype=object),
         )
         explanations: list[Explanation | None] = [None] * len(items)
-        if not (explain and self.explainer is not None):
+        if not explain:
             out = self.bundle.predict_rows(X)
         elif side is None:
             out = self.bundle.predict_rows(X)
             explanations = list(self._explain(X))
         else:
-            # The side thread takes the first rows; this thread the rest after the ensemble.
-            n = len(items)
-            split = n if n < SHARE_SHAP_FROM else (n * 3) // 5
-            first = side.submit(self._explain, X if split == n else X.span(0, split))
+            explaining = side.submit(self._explain, X)
             out = self.bundle.predict_rows(X)
-            rest = self._explain(X.span(split, n)) if split < n else []
-            explanations = [*first.result(), *rest]
+            explanations = list(explaining.result())
         predictions = []
         for i, item in enumerate(items):
             probability = float(out["proba"][i])
@@ -293,7 +264,7 @@ class Predictor:
                     risk_level=risk_level(probability, self.threshold),
                     rul=float(out["rul"][i]),
                     rul_lower=float(out["rul_lower"][i]),
-                    rul_upper=float(out["rul_upper"][i]),
+                    rul_upper=_bound(out["rul_upper"][i]),
                     should_inspect=bool(out["alert"][i]),
                     model_name=self.model_name,
                     model_version=self.model_version,
@@ -303,23 +274,4 @@ class Predictor:
         return predictions
 
     def _explain(self, X: ModelInput) -> list[Explanation]:
-        assert self.explainer is not None
-        shap = self.explainer.contributions(X)  # type: ignore[attr-defined]
-        names = self.feature_names
-        explanations = []
-        keep = min(LOGGED_CONTRIBUTIONS, len(names))
-        for row, values in zip(shap, X.features, strict=True):
-            contributions = row[:-1]
-            top = np.argpartition(-np.abs(contributions), keep - 1)[:keep]
-            top = top[np.argsort(-np.abs(contributions[top]), kind="stable")]
-            kept = [Contribution(names[j], float(values[j]), float(contributions[j])) for j in top]
-            explanations.append(
-                Explanation(
-                    model=EXPLAINED_MEMBER,
-                    base=float(row[-1]),
-                    logit=float(row.sum()),
-                    contributions=kept,
-                    other=float(contributions.sum() - contributions[top].sum()),
-                )
-            )
-        return explanations
+        return self.explainer.explain(X, keep=LOGGED_CONTRIBUTIONS)

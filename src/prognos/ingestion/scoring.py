@@ -55,7 +55,6 @@ class ServedModel:
     sensor_names: tuple[str, ...]
     setting_names: tuple[str, ...]
     threshold: float
-    explainer_weight: float
     coverage: float
     horizon: int
     known_sensors: frozenset[str] = field(init=False, repr=False, compare=False)
@@ -75,7 +74,6 @@ class ServedModel:
             sensor_names=tuple(bundle.fleet.sensor_names),
             setting_names=tuple(bundle.fleet.setting_names),
             threshold=predictor.threshold,
-            explainer_weight=predictor.explainer_weight,
             coverage=float(bundle.post.intervals.coverage),
             horizon=int(bundle.horizon),
         )

@@ -15,12 +15,11 @@ from prognos.features import FeaturePipeline
 from prognos.fleet import ASSET, TIME, FleetSpec
 from prognos.models.base import Member, ModelInput
 from prognos.models.decision import (
-    Calibrator,
     ConformalIntervals,
-    cost_optimal_threshold,
+    bayes_threshold,
     f2_optimal_threshold,
 )
-from prognos.models.ensemble import blend, fit_weights_proba, fit_weights_rul
+from prognos.models.ensemble import LogitStack, blend, fit_weights_rul
 
 PREDICTION_COLUMNS = [
     "asset_id",
@@ -28,6 +27,7 @@ PREDICTION_COLUMNS = [
     "rul",
     "rul_lower",
     "rul_upper",
+    "rul_open_above",
     "failure_probability",
     "alert",
 ]
@@ -56,11 +56,16 @@ def model_input(
 
 @dataclass
 class PostProcessing:
-    """What turns member outputs into a decision; learned on out-of-fold predictions."""
+    """What turns member outputs into a decision; learned on out-of-fold predictions.
+
+    RUL: a convex blend of the members' estimates with a Mondrian conformal interval calibrated
+    against the true RUL, open above the cap. Failure: the members' log-odds stacked and
+    calibrated in one step (:class:`LogitStack`), an alert where acting costs less than not
+    acting in expectation (:func:`bayes_threshold`: the probabilities are calibrated).
+    """
 
     rul_weights: dict[str, float]
-    proba_weights: dict[str, float]
-    calibrator: Calibrator
+    stack: LogitStack
     threshold: float
     f2_threshold: float
     intervals: ConformalIntervals
@@ -74,36 +79,46 @@ class PostProcessing:
         coverage: float,
         cost_missed: float,
         cost_false_alarm: float,
+        rul_cap: float | None = None,
     ) -> PostProcessing:
-        """From out-of-fold columns ``rul__{member}``, ``proba__{member}``, ``rul_capped``,
-        ``failed`` and ``asset_id``."""
+        """From out-of-fold columns ``rul__{member}``, ``proba__{member}``, ``rul`` (true),
+        ``rul_capped`` and ``failed``. ``rul_cap``: intervals reaching it are open above."""
         rul = {m: oof[f"rul__{m}"].to_numpy() for m in members}
         proba = {m: oof[f"proba__{m}"].to_numpy() for m in members}
-        truth = oof["rul_capped"].to_numpy()
+        capped = oof["rul_capped"].to_numpy(dtype=np.float64)
         failed = oof["failed"].to_numpy()
-        rul_weights = fit_weights_rul(rul, truth)
-        proba_weights = fit_weights_proba(proba, failed)
-        blended = blend(proba, proba_weights)
-        calibrator = Calibrator().fit(blended, failed, groups=oof[ASSET].to_numpy())
-        calibrated = calibrator.predict(blended)
-        intervals = ConformalIntervals(coverage=coverage).fit(
-            truth, np.maximum(blend(rul, rul_weights), 0.0)
+        rul_weights = fit_weights_rul(rul, capped)
+        stack = LogitStack().fit(proba, failed)
+        calibrated = stack.predict(proba)
+        # The interval claims the true RUL. Where it is unknown (a censored life in a retraining
+        # set is only known to exceed the cap) the capped value is the nearest true statement.
+        raw = oof["rul"].to_numpy(dtype=np.float64) if "rul" in oof else capped
+        truth = np.where(np.isfinite(raw), raw, capped)
+        # Six bands where the rows allow (>= 50 each, else merged): RUL errors change fast.
+        intervals = ConformalIntervals(coverage=coverage, open_from=rul_cap).fit(
+            truth, np.maximum(blend(rul, rul_weights), 0.0), bins=6
         )
         return cls(
             rul_weights=rul_weights,
-            proba_weights=proba_weights,
-            calibrator=calibrator,
-            threshold=cost_optimal_threshold(failed, calibrated, cost_missed, cost_false_alarm),
+            stack=stack,
+            threshold=bayes_threshold(cost_missed, cost_false_alarm),
             f2_threshold=f2_optimal_threshold(failed, calibrated),
             intervals=intervals,
         )
+
+    @property
+    def members(self) -> list[str]:
+        """Members whose predictions the decision uses (weight or slope above 0)."""
+        used = {m for m, w in self.rul_weights.items() if w > 0}
+        used |= {m for m, c in self.stack.coef_.items() if c > 0}
+        return [m for m in self.rul_weights if m in used]
 
     def apply(
         self, rul: dict[str, NDArray[np.float64]], proba: dict[str, NDArray[np.float64]]
     ) -> dict[str, NDArray[np.float64]]:
         rul_hat = np.maximum(blend(rul, self.rul_weights), 0.0)
         lower, upper = self.intervals.interval(rul_hat)
-        calibrated = self.calibrator.predict(blend(proba, self.proba_weights))
+        calibrated = self.stack.predict(proba)
         return {
             "rul": rul_hat,
             "rul_lower": lower,
@@ -128,7 +143,7 @@ class ModelBundle:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def predict_rows(self, X: ModelInput) -> dict[str, NDArray[np.float64]]:
-        outputs = {m: self.members[m].predict_rul_and_proba(X) for m in self.post.rul_weights}
+        outputs = {m: self.members[m].predict_rul_and_proba(X) for m in self.post.members}
         return self.post.apply(
             {m: rul for m, (rul, _) in outputs.items()},
             {m: proba for m, (_, proba) in outputs.items()},
@@ -136,6 +151,9 @@ class ModelBundle:
 
     def predict(self, readings: pd.DataFrame, *, last_only: bool = True) -> pd.DataFrame:
         """Predictions per asset at its last reading (or at every reading), ``PREDICTION_COLUMNS``.
+
+        An interval open above (the model cannot see past the RUL cap) has ``rul_upper`` NaN (an
+        empty CSV cell) and ``rul_open_above`` True: the RUL is "more than ``rul_lower``".
 
         Features need each asset's history, so pass whole histories even for the last row.
         """
@@ -150,7 +168,8 @@ class ModelBundle:
                 "cycle": readings[TIME].to_numpy()[rows],
                 "rul": out["rul"],
                 "rul_lower": out["rul_lower"],
-                "rul_upper": out["rul_upper"],
+                "rul_upper": np.where(np.isfinite(out["rul_upper"]), out["rul_upper"], np.nan),
+                "rul_open_above": ~np.isfinite(out["rul_upper"]),
                 "failure_probability": out["proba"],
                 "alert": out["alert"].astype(bool),
             }

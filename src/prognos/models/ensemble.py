@@ -1,23 +1,26 @@
 """Blend members with weights learned on out-of-fold predictions.
 
-A convex combination (weights >= 0, summing to 1) rather than a free stacker: with ~100 training
-engines a meta-model would overfit, while simplex weights cannot extrapolate beyond the members,
-keep the blend in the members' units (cycles, probabilities) and drop a useless member to ~0.
-Weights must be learned on out-of-fold predictions: in-sample predictions favour the member that
-memorised the training rows best.
+RUL: a convex combination (weights >= 0, summing to 1) rather than a free stacker: with ~100
+training engines a meta-model would overfit, while simplex weights cannot extrapolate beyond the
+members, keep the blend in cycles and drop a useless member to ~0. Failure probability: the
+members' log-odds stacked with non-negative slopes, which calibrates at the same time
+(:class:`LogitStack`). Both must be learned on out-of-fold predictions: in-sample predictions
+favour the member that memorised the training rows best.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Self
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize
+from scipy.special import expit, log_expit
 
-__all__ = ["blend", "fit_weights_proba", "fit_weights_rul"]
+from prognos.errors import NotFittedError
 
-_PROBA_EPS = 1e-6  # member probabilities are clipped into [eps, 1 - eps] so log loss is finite
+__all__ = ["LogitStack", "blend", "fit_weights_rul", "member_logits"]
 
 
 def _stack(
@@ -94,30 +97,6 @@ def fit_weights_rul(predictions: Mapping[str, ArrayLike], y_true: ArrayLike) -> 
     return _as_dict(names, _simplex_minimise(objective, len(names)))
 
 
-def fit_weights_proba(predictions: Mapping[str, ArrayLike], y_true: ArrayLike) -> dict[str, float]:
-    """Convex weights minimising the log loss of the weighted-average probability.
-
-    Averaging probabilities (not logits) keeps the blend a probability and the loss convex in the
-    weights, so SLSQP on the simplex finds the global optimum. Members are clipped into
-    [1e-6, 1 - 1e-6] first: one confident mistake must not make the loss infinite.
-    """
-    names, P, y = _stack(predictions, y_true)
-    if not np.isin(y, (0.0, 1.0)).all():
-        raise ValueError("failure labels must be 0 or 1")
-    if len(names) == 1:
-        return {names[0]: 1.0}
-    P = np.clip(P, _PROBA_EPS, 1.0 - _PROBA_EPS)
-    n = len(y)
-
-    def objective(w: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
-        p = P @ w  # a convex combination of clipped probabilities stays inside (0, 1)
-        loss = -float(np.sum(y * np.log(p) + (1.0 - y) * np.log1p(-p))) / n
-        dp = (p - y) / (p * (1.0 - p))  # d loss / d p per row, times n
-        return loss, (P.T @ dp) / n
-
-    return _as_dict(names, _simplex_minimise(objective, len(names)))
-
-
 def blend(
     predictions: Mapping[str, ArrayLike], weights: Mapping[str, float]
 ) -> NDArray[np.float64]:
@@ -144,3 +123,104 @@ def blend(
         result = term if result is None else result + term
     assert result is not None
     return result
+
+
+# Member probabilities are turned into log-odds after clipping into [eps, 1 - eps]: a tree's
+# float32 probability of exactly 1.0 must give a finite logit (|logit| <= 16.1 at this eps).
+_LOGIT_EPS = 1e-7
+# Weak L2 on the slopes (scaled by the row count): keeps them finite on separable folds.
+_STACK_L2 = 1e-4
+
+
+def member_logits(proba: Mapping[str, ArrayLike]) -> dict[str, NDArray[np.float64]]:
+    """Each member's probability as log-odds (clipped into ``[eps, 1 - eps]`` first)."""
+    out = {}
+    for name, values in proba.items():
+        p = np.clip(np.asarray(values, dtype=np.float64), _LOGIT_EPS, 1.0 - _LOGIT_EPS)
+        out[name] = np.log(p) - np.log1p(-p)
+    return out
+
+
+class LogitStack:
+    """Blend and calibrate failure probabilities in one step: ``sigmoid(b + sum_m c_m logit_m)``.
+
+    Why not a weighted average of probabilities followed by a calibrator (the earlier design):
+    on FD001's cross-validation that blend had an expected cost of 136,000 against 76,000 for
+    the network alone. Members disagree most in the tails, where the cost-optimal threshold
+    lives; averaging a confident member's 0.9 with a hesitant one's 0.02 gives 0.46 in every
+    case, and the calibrator fitted afterwards cannot undo the mix. In log-odds the members'
+    evidence adds, each scaled by how much it is worth, and the slopes ``c_m >= 0`` are Platt
+    scaling at the same time, so one two-or-three-parameter fit replaces weights plus
+    calibrator. A member that adds nothing gets ``c_m = 0``: the learned coefficients say when
+    one member is better alone.
+
+    The served log-odds are affine in each member's log-odds, so an additive explanation of
+    each member (TreeSHAP, Integrated Gradients) scaled by ``c_m`` adds up to the served
+    log-odds exactly: see :meth:`decision_function`.
+
+    Learned: ``coef_`` (member -> slope >= 0), ``intercept_``.
+    """
+
+    def fit(self, proba: Mapping[str, ArrayLike], y: ArrayLike) -> Self:
+        names, P, target = _stack(proba, y)
+        if not np.isin(target, (0.0, 1.0)).all():
+            raise ValueError("failure labels must be 0 or 1")
+        Z = np.column_stack([member_logits({n: P[:, i]})[n] for i, n in enumerate(names)])
+        k, n = len(names), len(target)
+        if np.unique(target).size < 2:
+            # One class: no slope can be learned; average the members, intercept at the rate.
+            rate = np.clip(target.mean(), _LOGIT_EPS, 1 - _LOGIT_EPS)
+            self.coef_ = dict.fromkeys(names, 0.0)
+            self.intercept_ = float(np.log(rate) - np.log1p(-rate))
+            return self
+        sign = 2.0 * target - 1.0
+
+        def objective(theta: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
+            margin = theta[0] + Z @ theta[1:]
+            loss = -float(np.sum(log_expit(sign * margin))) / n
+            residual = (expit(margin) - target) / n
+            slopes = theta[1:]
+            loss += 0.5 * _STACK_L2 * float(slopes @ slopes)
+            grad = np.concatenate([[residual.sum()], Z.T @ residual + _STACK_L2 * slopes])
+            return loss, grad
+
+        start = np.concatenate([[0.0], np.full(k, 1.0 / k)])
+        result = minimize(
+            objective,
+            start,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(None, None)] + [(0.0, None)] * k,
+            options={"maxiter": 1000},
+        )
+        theta = np.asarray(result.x, dtype=np.float64)
+        self.intercept_ = float(theta[0])
+        self.coef_ = {name: float(max(c, 0.0)) for name, c in zip(names, theta[1:], strict=True)}
+        return self
+
+    def decision_function(self, proba: Mapping[str, ArrayLike]) -> NDArray[np.float64]:
+        """Served log-odds: ``intercept_ + sum_m coef_[m] * logit(proba[m])``.
+
+        Members with slope 0 may be absent from ``proba``.
+        """
+        if not hasattr(self, "coef_"):
+            raise NotFittedError("LogitStack is not fitted: call fit() first")
+        used = {m: c for m, c in self.coef_.items() if c > 0}
+        missing = sorted(set(used) - set(proba))
+        if missing:
+            raise ValueError(f"no predictions for weighted member(s) {missing}")
+        logits = member_logits({m: proba[m] for m in used})
+        sizes = {np.asarray(v).shape for v in logits.values()}
+        if len(sizes) > 1:
+            raise ValueError(f"member predictions differ in shape: {sizes}")
+        out: NDArray[np.float64] | float = self.intercept_
+        for m, c in used.items():
+            out = out + c * logits[m]
+        if isinstance(out, float):  # every slope is 0: the base rate for each row
+            n = len(np.asarray(next(iter(proba.values())))) if proba else 0
+            return np.full(n, out)
+        return np.asarray(out, dtype=np.float64)
+
+    def predict(self, proba: Mapping[str, ArrayLike]) -> NDArray[np.float64]:
+        """Blended, calibrated probability of failure within H."""
+        return np.asarray(expit(self.decision_function(proba)), dtype=np.float64)

@@ -177,7 +177,7 @@ class GradientBoostedMember(_TreeMember):
         self,
         *,
         n_estimators: int = 600,
-        learning_rate: float = 0.05,
+        learning_rate: float = 0.1,
         max_depth: int = 5,
         min_child_weight: float = 5.0,
         subsample: float = 0.8,

@@ -256,7 +256,8 @@ def assess_performance(
         coverage=interval_coverage(
             truth,
             labelled["rul_lower"].to_numpy(dtype="float64")[timed],
-            labelled["rul_upper"].to_numpy(dtype="float64")[timed],
+            # NULL: open above ("more than rul_lower"), which no realised RUL exceeds.
+            labelled["rul_upper"].fillna(np.inf).to_numpy(dtype="float64")[timed],
             nominal=nominal_coverage,
             band=band,
             min_count=min_count,

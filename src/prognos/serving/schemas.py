@@ -67,27 +67,46 @@ class ReadingsOut(BaseModel):
 
 
 class FeatureContribution(BaseModel):
-    feature: str
-    value: float
-    contribution: float = Field(description="SHAP value, log-odds of the explained member.")
+    feature: str = Field(
+        description="An input channel (a sensor or health_index: every feature computed from it), "
+        "a feature of no channel (age, regime), or a member explained as one term."
+    )
+    value: float | None = Field(
+        description="The channel's latest normalised value (the feature's own for age, regime)."
+    )
+    contribution: float = Field(description="Its share of the served log-odds.")
     impact: Literal["increases_risk", "decreases_risk"]
+    members: dict[str, float] = Field(
+        description="The contribution split by ensemble member (each member's slope included)."
+    )
 
 
 class ExplanationOut(BaseModel):
-    model: str = Field(description="The member explained (XGBoost: exact TreeSHAP).")
-    model_weight: float = Field(
-        ge=0.0,
-        le=1.0,
-        description="That member's weight in the ensemble's failure probability: how much of "
-        "the risk the explanation speaks for.",
+    output: Literal["log_odds of the served failure probability"] = Field(
+        description="What is explained: the blended, calibrated failure probability itself, "
+        "in log-odds, where the members' evidence adds up."
+    )
+    base: float = Field(description="The log-odds of a nominal asset (the members' references).")
+    logit: float = Field(description="logit(failure_probability) = base + contributions + other.")
+    members: dict[str, float] = Field(
+        description="Each explained member's slope in the stack: served log-odds = intercept + "
+        "sum of slope x member log-odds."
     )
     top_features: list[FeatureContribution]
+    other: float = Field(description="The sum of the contributions not listed.")
     explain_url: str
 
 
 class RulInterval(BaseModel):
+    """The RUL interval at ``coverage`` of the true remaining life.
+
+    ``upper`` is null and ``open_above`` true when the interval reaches the RUL cap the model was
+    trained to: it cannot tell how far beyond, so the honest statement is "more than ``lower``".
+    """
+
     lower: float
-    upper: float
+    upper: float | None
+    open_above: bool
     coverage: float
 
 
@@ -235,7 +254,9 @@ class ExplainOut(BaseModel):
     model_name: str
     model_version: str
     explanation: dict[str, Any] | None = Field(
-        description="base + contributions + other = logit of the explained member"
+        description="As logged: base + contributions + other = logit, the log-odds of the "
+        "served failure probability (field 'output'; a row logged before that field explained "
+        "the XGBoost member's log-odds alone)."
     )
 
 

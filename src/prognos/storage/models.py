@@ -115,7 +115,8 @@ class Prediction(Base):
     risk_level: Mapped[str] = mapped_column(String)
     rul: Mapped[float] = mapped_column(Float)
     rul_lower: Mapped[float] = mapped_column(Float)
-    rul_upper: Mapped[float] = mapped_column(Float)
+    # NULL: the interval is open above ("more than rul_lower"; revision 0006).
+    rul_upper: Mapped[float | None] = mapped_column(Float, nullable=True)
     should_inspect: Mapped[bool] = mapped_column(Boolean)
     # [{"feature": str, "value": float, "contribution": float}, ...] or null.
     explanation: Mapped[dict[str, Any] | list[dict[str, Any]] | None] = mapped_column(

@@ -132,6 +132,14 @@ def _float(value: Any, kind: str, field: str, *, nullable: bool = False) -> floa
         raise StorageError(f"{kind} {field}: {value!r} is not a number") from err
 
 
+def _upper(value: Any, kind: str) -> float | None:
+    """An interval's upper end; ``None`` or ``+inf`` (open above) are stored as NULL."""
+    upper = _float(value, kind, "rul_upper", nullable=True)
+    if upper is not None and math.isnan(upper):
+        raise StorageError(f"{kind} rul_upper: NaN is no bound (None or inf: open above)")
+    return None if upper is None or upper == math.inf else upper
+
+
 def _int(value: Any, kind: str, field: str) -> int:
     """A 64-bit integer (the column is a BIGINT)."""
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
@@ -217,7 +225,7 @@ def normalise_record(kind: RecordKind, row: Mapping[str, Any]) -> dict[str, Any]
             "risk_level": str(row["risk_level"]),
             "rul": _float(row["rul"], kind, "rul"),
             "rul_lower": _float(row["rul_lower"], kind, "rul_lower"),
-            "rul_upper": _float(row["rul_upper"], kind, "rul_upper"),
+            "rul_upper": _upper(row["rul_upper"], kind),
             "should_inspect": bool(row["should_inspect"]),
             "explanation": _json_safe(explanation, kind, "explanation"),
             "latency_ms": _float(row.get("latency_ms"), kind, "latency_ms", nullable=True),

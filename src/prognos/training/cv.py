@@ -155,7 +155,7 @@ def cross_validate(
         frames.append(frame)
     oof = pd.concat(frames, ignore_index=True)
     ensemble = [str(m) for m in config.ensemble if m in members]
-    thresholds = _cross_fit(oof, members, ensemble, config)
+    thresholds = cross_fit(oof, members, ensemble, config, rul_cap)
     return CVResult(
         oof=oof,
         members=members,
@@ -207,8 +207,12 @@ def _check_calibration_rows(scored_assets: list[NDArray[Any]], config: TrainConf
 SCORED = ("rul", "rul_lower", "rul_upper", "proba", "alert", "alert_f2")
 
 
-def _cross_fit(
-    oof: pd.DataFrame, members: list[str], ensemble: list[str], config: TrainConfig
+def cross_fit(
+    oof: pd.DataFrame,
+    members: list[str],
+    ensemble: list[str],
+    config: TrainConfig,
+    rul_cap: float | None = None,
 ) -> list[float]:
     """Score each fold with post-processing learned on the other folds only.
 
@@ -232,6 +236,7 @@ def _cross_fit(
                 coverage=config.coverage,
                 cost_missed=config.costs.missed_failure,
                 cost_false_alarm=config.costs.false_alarm,
+                rul_cap=rul_cap,
             )
             out = post.apply(
                 {m: oof.loc[scored, f"rul__{m}"].to_numpy() for m in parts},

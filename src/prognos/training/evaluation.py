@@ -13,6 +13,7 @@ from prognos.training.metrics import (
     expected_cost,
     interval_coverage,
     mean_interval_width,
+    open_share,
     regression_metrics,
 )
 
@@ -63,7 +64,9 @@ def evaluate_predictions(
     alert = predictions["alert"].to_numpy(dtype=bool)
     scores = classification_metrics(failed, predictions["failure_probability"].to_numpy(), 0.5)
     at_alert = classification_metrics(failed, alert.astype(float), 0.5)
-    lower, upper = predictions["rul_lower"].to_numpy(), predictions["rul_upper"].to_numpy()
+    lower = predictions["rul_lower"].to_numpy(dtype=float)
+    # An empty upper end is an interval open above ("more than rul_lower").
+    upper = predictions["rul_upper"].fillna(np.inf).to_numpy(dtype=float)
     figures = {
         "assets": float(len(true)),
         **regression_metrics(true, pred),
@@ -74,5 +77,6 @@ def evaluate_predictions(
         "coverage": interval_coverage(true, lower, upper),
         "coverage_capped_truth": interval_coverage(np.minimum(true, rul_cap), lower, upper),
         "interval_width": mean_interval_width(lower, upper),
+        "open_share": open_share(upper),
     }
     return {k: float(v) for k, v in figures.items()}

@@ -165,15 +165,32 @@ def _fbeta(tp: int, fp: int, fn: int, beta: float) -> float:
 
 
 def interval_coverage(y_true: ArrayLike, lower: ArrayLike, upper: ArrayLike) -> float:
-    """Fraction of rows with ``lower <= y_true <= upper`` (``nan`` for no rows)."""
-    y, lo, hi = _vectors(y_true=y_true, lower=lower, upper=upper)
+    """Fraction of rows with ``lower <= y_true <= upper`` (``nan`` for no rows).
+
+    ``upper`` may be ``+inf``: an open interval ("more than ``lower``"), which covers any truth
+    at or above its lower bound.
+    """
+    y, lo = _vectors(y_true=y_true, lower=lower)
+    hi = _upper(upper, len(y))
     return float(np.mean((lo <= y) & (y <= hi))) if y.size else math.nan
 
 
 def mean_interval_width(lower: ArrayLike, upper: ArrayLike) -> float:
-    """Mean of ``upper - lower``: coverage is only worth its width (``nan`` for no rows)."""
-    lo, hi = _vectors(lower=lower, upper=upper)
-    return float(np.mean(hi - lo)) if lo.size else math.nan
+    """Mean of ``upper - lower`` over closed intervals (``nan`` when none is closed).
+
+    Coverage is only worth its width; open intervals (``upper = inf``) are counted by
+    :func:`open_share` instead of making the mean infinite.
+    """
+    (lo,) = _vectors(lower=lower)
+    hi = _upper(upper, len(lo))
+    closed = np.isfinite(hi)
+    return float(np.mean(hi[closed] - lo[closed])) if closed.any() else math.nan
+
+
+def open_share(upper: ArrayLike) -> float:
+    """Fraction of intervals open above (``upper = inf``): RUL reported as "more than L"."""
+    hi = np.asarray(upper, dtype=np.float64)
+    return float(np.mean(np.isposinf(hi))) if hi.size else math.nan
 
 
 # -- slices -----------------------------------------------------------------------------------
@@ -271,6 +288,16 @@ def _vectors(**arrays: ArrayLike) -> tuple[NDArray[np.float64], ...]:
         out.append(arr)
     _same_length(**dict(zip(arrays, out, strict=True)))
     return tuple(out)
+
+
+def _upper(values: ArrayLike, n: int) -> NDArray[np.float64]:
+    """Upper bounds: finite or ``+inf`` (open), never NaN or ``-inf``; length ``n``."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1 or len(arr) != n:
+        raise ValueError(f"upper must be 1-D of length {n}, got shape {arr.shape}")
+    if np.isnan(arr).any() or np.isneginf(arr).any():
+        raise ValueError("upper has NaN or -inf values")
+    return arr
 
 
 def _binary(values: ArrayLike, name: str = "y_true") -> NDArray[np.int64]:

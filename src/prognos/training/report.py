@@ -11,6 +11,7 @@ from prognos.training.metrics import (
     expected_cost,
     interval_coverage,
     mean_interval_width,
+    open_share,
     recall_gap_check,
     regression_metrics,
     sliced_metrics,
@@ -32,8 +33,12 @@ METRIC_COLUMNS = [
     "expected_cost",
     "cost_per_asset_cut",
     "coverage",
+    "coverage_capped",
     "interval_width",
+    "open_share",
 ]
+# Predicted-RUL bands for the per-band interval coverage (upper edges, cycles).
+BAND_EDGES = (25.0, 50.0, 75.0, 100.0)
 
 
 def model_metrics(
@@ -62,10 +67,39 @@ def model_metrics(
         "f2_at_f2_threshold": at_f2["f2"],
         "expected_cost": cost,
         "cost_per_asset_cut": cost / max(len(oof), 1),
-        "coverage": interval_coverage(oof["rul_capped"].to_numpy(), lower, upper),
+        # The interval claims the true remaining life, not the capped training target.
+        "coverage": interval_coverage(oof["rul"].to_numpy(), lower, upper),
+        "coverage_capped": interval_coverage(oof["rul_capped"].to_numpy(), lower, upper),
         "interval_width": mean_interval_width(lower, upper),
+        "open_share": open_share(upper),
     }
     return {k: float(figures[k]) for k in METRIC_COLUMNS}
+
+
+def band_coverage(oof: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Interval coverage of the true RUL per band of *predicted* RUL (what a planner sees).
+
+    A conformal interval guarantees its coverage on average; this shows whether it holds where
+    decisions are made (low predicted RUL) as well as near the cap.
+    """
+    rul, truth, capped = (oof[c].to_numpy() for c in (f"rul@{name}", "rul", "rul_capped"))
+    lower, upper = oof[f"rul_lower@{name}"].to_numpy(), oof[f"rul_upper@{name}"].to_numpy()
+    band = np.searchsorted(np.asarray(BAND_EDGES), rul, side="right")
+    edges = (0.0, *BAND_EDGES, np.inf)
+    rows = {}
+    for b in range(len(edges) - 1):
+        inside = band == b
+        if not inside.any():
+            continue
+        label = f"{edges[b]:g}-{edges[b + 1]:g}"
+        rows[label] = {
+            "rows": float(inside.sum()),
+            "coverage": interval_coverage(truth[inside], lower[inside], upper[inside]),
+            "coverage_capped": interval_coverage(capped[inside], lower[inside], upper[inside]),
+            "interval_width": mean_interval_width(lower[inside], upper[inside]),
+            "open_share": open_share(upper[inside]),
+        }
+    return pd.DataFrame(rows).T
 
 
 def metrics_table(result: CVResult, cost_missed: float, cost_false_alarm: float) -> pd.DataFrame:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from fastapi.responses import JSONResponse
@@ -37,18 +38,25 @@ def prediction_payload(
     """
     explanation = None
     if p.explanation is not None:
+        e = p.explanation
+        top = e.top(top_k)
         explanation = {
-            "model": p.explanation.model,
-            "model_weight": model.explainer_weight,
+            "output": e.output,
+            "base": e.base,
+            "logit": e.logit,
+            "members": e.members,
             "top_features": [
                 {
                     "feature": c.feature,
-                    "value": c.value,
+                    "value": c.value if math.isfinite(c.value) else None,
                     "contribution": c.contribution,
                     "impact": "increases_risk" if c.contribution > 0 else "decreases_risk",
+                    "members": c.members,
                 }
-                for c in p.explanation.top(top_k)
+                for c in top
             ],
+            # The logged contributions past top_k, and the logged "other".
+            "other": e.other + sum(c.contribution for c in e.contributions[len(top) :]),
             "explain_url": f"/explain/{p.prediction_id}",
         }
     return {
@@ -62,6 +70,7 @@ def prediction_payload(
             "rul_interval": {
                 "lower": p.rul_lower,
                 "upper": p.rul_upper,
+                "open_above": p.rul_upper is None,
                 "coverage": model.coverage,
             },
             "should_inspect": p.should_inspect,

@@ -128,8 +128,8 @@ async def batch_predict(
 
 @router.get("/explain/{prediction_id}", response_model=ExplainOut, responses=_ERRORS)
 async def explain(prediction_id: str, runtime: RuntimeDep, _: Reader) -> ExplainOut:
-    """The full logged explanation of a prediction: the largest TreeSHAP contributions, the rest
-    summed as ``other``, and the base value; they add up to the explained member's logit."""
+    """The full logged explanation of a prediction: the largest contributions per input channel,
+    the rest summed as ``other``, and the base value; they add up to the served log-odds."""
     assert runtime.core.writer is not None and runtime.core.db is not None
     row = runtime.core.writer.pending_prediction(prediction_id)
     if row is None:

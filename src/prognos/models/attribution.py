@@ -1,0 +1,217 @@
+"""The sequence network's failure log-odds, attributed per input channel.
+
+Kept out of ``sequence.py`` (training code that need not load Captum); :meth:`SequenceModel.
+attributions` is the entry point, :func:`channel_attributions` picks the method. Both methods
+give terms that add up to the output minus the output at a baseline (completeness), the property
+the served explanation needs to add up to the served log-odds.
+
+- The causal CNN: DeepLift (Captum, rescale rule), one forward of input and baseline together and
+  one backward. The network is ReLU modules between operations that are linear in the input for
+  given lengths, so the rescale rule's multipliers chain exactly and the terms are complete to
+  float32 rounding. Measured on the `prognos demo` model (hidden 32, window 50; 1,391 rows of 40
+  unseen simulated assets, mean |f(x) - f(0)| = 2.3 log-odds): raw |delta| mean 2e-7, max 1.4e-6,
+  against IG at 16 steps 0.021 / 0.25 (mean / max); 100 rows in 8.9 ms against 54 ms, one row
+  0.55 against 2.7 ms (one CPU thread, under load).
+- The LSTM: Integrated Gradients. Its gates' sigmoids and tanhs run inside ``nn.LSTM``, where
+  DeepLift cannot hook them; it then falls back to plain gradients there and is not complete.
+
+In both cases :meth:`ChannelAttribution.exact` closes what is left: float rounding for DeepLift,
+the quadrature error for IG.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import warnings
+import weakref
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from captum.attr import DeepLift, IntegratedGradients
+from numpy.typing import NDArray
+from torch import Tensor, nn
+
+Method = Literal["deeplift", "ig"]
+
+# Captum's DeepLift says on every call that it sets hooks (and removes them afterwards).
+warnings.filterwarnings("ignore", message="Setting forward, backward hooks", category=UserWarning)
+
+# Integration nodes (midpoint rule). The network is piecewise linear (ReLU), so its gradient jumps
+# along the path and every quadrature converges as 1/n_steps; the midpoint rule had a ~30% smaller
+# completeness error |delta| than Captum's default Gauss-Legendre at equal cost. Measured on 1,387
+# rows of 40 unseen simulated assets, |delta| in log-odds (mean / p99 / max):
+#   `prognos demo` model (hidden 32; mean |f(x) - f(0)| = 2.6):
+#     8 steps 0.051 / 0.47 / 0.76, 16 steps 0.027 / 0.27 / 0.48, 32 steps 0.013 / 0.13 / 0.20;
+#   the tests' tiny model (hidden 16; mean |f(x) - f(0)| = 0.23): 16 steps 0.003 / 0.03 / 0.04.
+# 16 steps: about 1% of the explained log-odds on average, at half the cost of 32 (1.5 against
+# 2.9 ms per row on one CPU thread for the demo model). Used for the LSTM only (see above).
+IG_STEPS = 16
+IG_METHOD = "riemann_middle"
+# Sequences (rows x steps, or rows x 2 for DeepLift) per forward/backward pass: bounds memory,
+# amortises the call overhead (100 rows of the demo model, IG: ~100 ms at 1024, ~120 ms at 2048
+# or 256, one thread).
+_PASS = 1024
+
+
+@dataclass(frozen=True)
+class ChannelAttribution:
+    """Per-row result: ``raw`` (rows, channels) summed over the window, ``base`` the log-odds
+    at the baseline, ``logodds`` at the input, ``delta`` = raw sum - (logodds - base)."""
+
+    raw: NDArray[np.float64]
+    base: NDArray[np.float64]
+    logodds: NDArray[np.float64]
+
+    @property
+    def delta(self) -> NDArray[np.float64]:
+        """The convergence delta: how far the raw terms miss completeness."""
+        return np.asarray(self.raw.sum(axis=1) - (self.logodds - self.base))
+
+    def exact(self) -> NDArray[np.float64]:
+        """``raw`` with each row's delta removed in proportion to each term's magnitude, so that
+        ``base + sum == logodds`` exactly; terms keep their signs' meaning (a zero stays zero)."""
+        return close_gap(self.raw, self.logodds - self.base)
+
+
+def close_gap(terms: NDArray[np.float64], total: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``terms`` (rows, k) shifted so that each row sums to ``total``, the gap shared out in
+    proportion to ``|terms|`` (evenly where every term is 0).
+
+    Proportional to magnitude rather than a common factor: a ratio ``total / sum`` explodes when
+    the terms nearly cancel, while this moves each term by at most the gap.
+    """
+    gap = total - terms.sum(axis=1)
+    weight = np.abs(terms)
+    norm = weight.sum(axis=1, keepdims=True)
+    share = np.divide(weight, norm, out=np.full_like(weight, 1.0 / max(terms.shape[1], 1)),
+                      where=norm > 0)  # fmt: skip
+    return np.asarray(terms + gap[:, None] * share, dtype=np.float64)
+
+
+def method_for(net: nn.Module) -> Method:
+    """DeepLift unless the network has a recurrent layer (its nonlinearities are internal)."""
+    return "ig" if any(isinstance(m, nn.RNNBase) for m in net.modules()) else "deeplift"
+
+
+def channel_attributions(
+    net: nn.Module, sequences: NDArray[np.float32], lengths: NDArray[np.int64], offset: float
+) -> ChannelAttribution:
+    """The failure log-odds (logit - ``offset``) attributed from the all-zero sequence with the
+    same lengths, by :func:`deeplift` or :func:`integrated_gradients` (:func:`method_for`)."""
+    if method_for(net) == "deeplift":
+        return deeplift(net, sequences, lengths, offset)
+    return integrated_gradients(net, sequences, lengths, offset)
+
+
+class _FailureLogit(nn.Module):
+    """The network's failure logit, kept (detached) from the last forward: DeepLift's one
+    forward of [inputs; baselines] gives both outputs, no second pass needed for them."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.last: Tensor | None = None
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        out: Tensor = self.net(x, lengths)[1]
+        self.last = out.detach()
+        return out
+
+
+# DeepLift hooks the network's ReLU modules for the duration of a call; hooks fire in every thread
+# that runs the module, and the service predicts on one thread while it explains on another with
+# the same network. So each thread attributes with its own copy of the modules, which shares the
+# parameters (no weights copied; a deepcopy costs ~1 ms, once per thread and network).
+_local = threading.local()
+
+
+def _private(net: nn.Module) -> nn.Module:
+    copies: weakref.WeakKeyDictionary[nn.Module, nn.Module] | None = getattr(_local, "copies", None)
+    if copies is None:
+        copies = _local.copies = weakref.WeakKeyDictionary()
+    own = copies.get(net)
+    if own is None:
+        shared = {id(t): t for t in (*net.parameters(), *net.buffers())}
+        own = copies[net] = copy.deepcopy(net, shared).eval()  # never trained: stays in eval
+    return own
+
+
+def deeplift(
+    net: nn.Module, sequences: NDArray[np.float32], lengths: NDArray[np.int64], offset: float
+) -> ChannelAttribution:
+    """DeepLift (rescale rule) of ``net``'s failure logit minus ``offset`` from the all-zero
+    sequence with the same lengths; see :func:`integrated_gradients` for the baseline.
+
+    Complete (raw terms add up to ``logodds - base``) to float32 rounding for a network whose
+    nonlinearities are ``nn.ReLU`` modules, each used once per forward, between operations
+    linear in the input. Padded positions are zeroed by the network before use, so their
+    multipliers, and attributions, are exactly 0.
+    """
+    own = _private(net)
+    device = next(own.parameters()).device
+    model = _FailureLogit(own)
+    rows, _, channels = sequences.shape
+    raw = np.empty((rows, channels), dtype=np.float64)
+    base = np.empty(rows, dtype=np.float64)
+    logodds = np.empty(rows, dtype=np.float64)
+    step = max(1, _PASS // 2)
+    for a in range(0, rows, step):
+        b = min(a + step, rows)
+        x = torch.from_numpy(sequences[a:b]).to(device).requires_grad_()
+        n = torch.from_numpy(lengths[a:b]).to(device)
+        zero = torch.zeros_like(x)
+        attr = DeepLift(model).attribute(x, baselines=zero, additional_forward_args=(n,))
+        raw[a:b] = attr.detach().double().sum(dim=1).cpu().numpy()
+        out = model.last
+        if out is None or out.shape[0] != 2 * (b - a):  # not one pass of [x; 0]: recompute
+            with torch.no_grad():
+                out = own(torch.cat([x, zero]), torch.cat([n, n]))[1]
+        # In float64 like predict_rul_and_proba: logit - log pos_weight.
+        both = out.double().cpu().numpy() - offset
+        logodds[a:b], base[a:b] = both[: b - a], both[b - a :]
+    return ChannelAttribution(raw=raw, base=base, logodds=logodds)
+
+
+def integrated_gradients(
+    net: nn.Module,
+    sequences: NDArray[np.float32],
+    lengths: NDArray[np.int64],
+    offset: float,
+    *,
+    n_steps: int = IG_STEPS,
+) -> ChannelAttribution:
+    """IG of ``net``'s failure logit minus ``offset`` from the all-zero sequence, same lengths.
+
+    The zero sequence is every channel at its regime mean (the pipeline normalises per regime):
+    a nominal asset with the same history length, so the base varies with the length only. The
+    network zeroes padded positions before using them, so their gradients, and attributions,
+    are exactly 0. Runs on the network's device in passes of about ``_PASS`` sequences.
+    """
+    device = next(net.parameters()).device
+
+    def failure_logodds(x: Tensor, lengths: Tensor) -> Tensor:
+        return net(x, lengths)[1] - offset
+
+    rows, _, channels = sequences.shape
+    raw = np.empty((rows, channels), dtype=np.float64)
+    base = np.empty(rows, dtype=np.float64)
+    logodds = np.empty(rows, dtype=np.float64)
+    ig = IntegratedGradients(failure_logodds)
+    step = max(1, _PASS // n_steps)
+    net.eval()
+    for a in range(0, rows, step):
+        b = min(a + step, rows)
+        x = torch.from_numpy(sequences[a:b]).to(device)
+        n = torch.from_numpy(lengths[a:b]).to(device)
+        zero = torch.zeros_like(x)
+        attr = ig.attribute(
+            x, baselines=zero, additional_forward_args=(n,), n_steps=n_steps, method=IG_METHOD
+        )
+        raw[a:b] = attr.detach().sum(dim=1).double().cpu().numpy()
+        with torch.no_grad():  # in float64 like predict_rul_and_proba: logit - log pos_weight
+            logodds[a:b] = net(x, n)[1].double().cpu().numpy() - offset
+            base[a:b] = net(zero, n)[1].double().cpu().numpy() - offset
+    return ChannelAttribution(raw=raw, base=base, logodds=logodds)
