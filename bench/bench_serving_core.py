@@ -9,12 +9,14 @@ Readings: the C-MAPSS test trajectories matching the model's fleet (``test_FD001
 FD001 model) when the fleet is C-MAPSS; otherwise a simulated fleet with the model fleet's
 channels (other seeds than ``prognos demo`` trains on). ``--data KIND:PATH`` overrides both.
 
-Measured (p50/p99 over ``--repeats`` calls, after a warm-up that fills every asset's window):
+Measured (p50/p95/p99 over ``--repeats`` calls, after a warm-up that fills every asset's window):
 
 - ``ingest``: ``Predictor.ingest`` of one reading (validation + online feature update);
 - ``score 1``: one asset, without and with the explanation (per input channel, of the served
-  log-odds: XGBoost's TreeSHAP and the sequence network's Integrated Gradients, each times its
-  slope in the stack); ``--no-sequence-attribution`` leaves the network as one term, TreeSHAP only;
+  log-odds: XGBoost's TreeSHAP and the sequence network's DeepLift, Integrated Gradients for an
+  LSTM, each times its slope in the stack); ``--no-sequence-attribution`` leaves the network as
+  one term, TreeSHAP only; ``--sequence-method ig`` forces Integrated Gradients (16 steps, the
+  method before DeepLift) to compare;
 - ``TreeSHAP alone``: score without explanation plus the XGBoost member's TreeSHAP of the same
   rows, the cost of the explanation before it covered the served output (XGBoost's share only);
 - ``score 100``: ``--batch`` assets in one call, without and with explanations (per call, and
@@ -138,6 +140,7 @@ def percentiles(seconds: list[float]) -> dict[str, float]:
     return {
         "n": len(us),
         "p50_us": float(np.percentile(us, 50)),
+        "p95_us": float(np.percentile(us, 95)),
         "p99_us": float(np.percentile(us, 99)),
         "mean_us": float(us.mean()),
     }
@@ -317,7 +320,13 @@ def main() -> None:
     parser.add_argument(
         "--no-sequence-attribution",
         action="store_true",
-        help="explain the sequence member as one term (no Integrated Gradients)",
+        help="explain the sequence member as one term (no per-channel attribution)",
+    )
+    parser.add_argument(
+        "--sequence-method",
+        choices=["auto", "deeplift", "ig"],
+        default="auto",
+        help="the network's attribution: auto (DeepLift, IG for an LSTM) or forced, to compare",
     )
     args = parser.parse_args()
 
@@ -325,6 +334,11 @@ def main() -> None:
 
     from prognos.ingestion.loading import load_champion
     from prognos.ingestion.predictor import Predictor
+    from prognos.models import attribution
+
+    if args.sequence_method != "auto":  # what SequenceModel.attributions dispatches on
+        forced = args.sequence_method
+        attribution.method_for = lambda net: forced
 
     console = Console()
     settings = get_settings(home=args.home)
@@ -338,8 +352,12 @@ def main() -> None:
         bundle, model_name=loaded.name, model_version=loaded.version, attribute=attribute
     )  # in-memory state, as a one-worker service without Redis
     explainer = predictor.explainer
+    methods = {"shap": "TreeSHAP"}
+    net = getattr(bundle.members.get("sequence"), "net_", None)
+    if net is not None:
+        methods["channels"] = attribution.method_for(net)
     explained = ", ".join(
-        f"{m} x {c:.2f} ({explainer.attributed.get(m, 'one term')})"
+        f"{m} x {c:.2f} ({methods.get(explainer.attributed.get(m, ''), 'one term')})"
         for m, c in explainer.slopes.items()
     )
     frame, source, dropped = bench_readings(bundle.fleet, args.data, assets=args.assets)
@@ -367,12 +385,11 @@ def main() -> None:
             results |= measure_scorers(settings, loaded, readings, args)
 
     table = Table(title=f"{loaded.name} v{loaded.version}: serving hot path in process (no HTTP)")
-    for column in ("operation", "calls", "p50", "p99", "mean"):
+    for column in ("operation", "calls", "p50", "p95", "p99", "mean"):
         table.add_column(column, justify="left" if column == "operation" else "right")
     for name, r in results.items():
-        table.add_row(
-            name, f"{int(r['n']):,}", fmt(r["p50_us"]), fmt(r["p99_us"]), fmt(r["mean_us"])
-        )
+        times = (fmt(r[k]) for k in ("p50_us", "p95_us", "p99_us", "mean_us"))
+        table.add_row(name, f"{int(r['n']):,}", *times)
     console.print(table)
     if args.output is not None:
         report = {
@@ -382,6 +399,8 @@ def main() -> None:
             "assets": int(n_assets),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             "torch_threads": torch.get_num_threads(),
+            "sequence_method": args.sequence_method,
+            "sequence_attribution": not args.no_sequence_attribution,
             "results": results,
         }
         args.output.write_text(json.dumps(report, indent=2))

@@ -261,7 +261,7 @@ def test_a_state_dict_from_before_the_relu_modules_loads(arch: str) -> None:
     from prognos.models.sequence import _Net
 
     hidden, inputs = 4, 2 * 3 + 1  # 3 channels: levels, centred levels, the mask
-    head = {
+    head: dict[str, tuple[int, ...]] = {
         "shared.weight": (hidden, 2 * hidden if arch == "cnn" else hidden),
         "shared.bias": (hidden,),
         "rul_head.weight": (1, hidden),
@@ -269,6 +269,7 @@ def test_a_state_dict_from_before_the_relu_modules_loads(arch: str) -> None:
         "fail_head.weight": (1, hidden),
         "fail_head.bias": (1,),
     }
+    body: dict[str, tuple[int, ...]]
     if arch == "cnn":  # window 8: dilations 1, 2, 4
         body = {
             f"convs.{i}.{k}": shape

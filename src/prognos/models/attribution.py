@@ -5,15 +5,24 @@ attributions` is the entry point, :func:`channel_attributions` picks the method.
 give terms that add up to the output minus the output at a baseline (completeness), the property
 the served explanation needs to add up to the served log-odds.
 
-- The causal CNN: DeepLift (Captum, rescale rule), one forward of input and baseline together and
-  one backward. The network is ReLU modules between operations that are linear in the input for
-  given lengths, so the rescale rule's multipliers chain exactly and the terms are complete to
-  float32 rounding. Measured on the `prognos demo` model (hidden 32, window 50; 1,391 rows of 40
-  unseen simulated assets, mean |f(x) - f(0)| = 2.3 log-odds): raw |delta| mean 2e-7, max 1.4e-6,
-  against IG at 16 steps 0.021 / 0.25 (mean / max); 100 rows in 8.9 ms against 54 ms, one row
-  0.55 against 2.7 ms (one CPU thread, under load).
+- The causal CNN: DeepLift (Captum, rescale rule): one forward of inputs and baselines together
+  and one backward, where IG takes ``IG_STEPS`` of each. The network is ``nn.ReLU`` modules
+  between operations that are linear in the input for given lengths, so the rescale rule's
+  multipliers chain exactly and the terms are complete to float32 rounding. Raw |delta| in
+  log-odds (mean / p99 / max), DeepLift against IG at 16 steps:
+    `prognos demo` model (1,387 rows of 40 unseen simulated assets, mean |f(x) - f(0)| = 2.6):
+      4.7e-7 / 1.8e-6 / 3.3e-6 against 0.027 / 0.27 / 0.48;
+    a C-MAPSS FD001 model (1,456 rows of test_FD001, mean |f(x) - f(0)| = 1.9):
+      8.1e-7 / 2.9e-6 / 4.2e-6 against 0.021 / 0.23 / 0.67.
+  Cost on one CPU thread (2-core machine under other load), demo model: 100 rows 25 against
+  156 ms, one row 2.6 against 3.6 ms (a row's cost is mostly fixed per call: the network's
+  small ops, Captum's hooks). Faithfulness (masking the top-3 channels against random 3 moves
+  the served log-odds 2.94 times as much on the demo model, 2.18 on FD001) is IG's to 0.01; the
+  terms correlate at 0.999 with IG's.
 - The LSTM: Integrated Gradients. Its gates' sigmoids and tanhs run inside ``nn.LSTM``, where
-  DeepLift cannot hook them; it then falls back to plain gradients there and is not complete.
+  DeepLift cannot hook them and falls back to plain gradients: on an LSTM (hidden 32, window
+  30, 874 rows of 10 unseen simulated assets, mean |f(x) - f(0)| = 1.5) DeepLift missed by
+  1.2 / 8.7 / 11 log-odds, IG at 16 steps by 0.012 / 0.22 / 0.35.
 
 In both cases :meth:`ChannelAttribution.exact` closes what is left: float rounding for DeepLift,
 the quadrature error for IG.
