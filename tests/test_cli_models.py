@@ -212,6 +212,12 @@ def test_tune_writes_a_config_that_train_takes(tmp_path: Path) -> None:
     trials = runs[runs["tags.mlflow.parentRunId"].isin(parents["run_id"])]
     assert len(parents) == 1 and len(trials) == 2
     assert trials["metrics.rmse"].notna().all()
+    # Trial 0 is the base configuration itself (its effective values), so the study says
+    # whether the search beat it on the same folds.
+    assert "the base configuration's (trial 0, same folds)" in " ".join(out.split())
+    first = trials.sort_values("start_time").iloc[0]
+    assert first["params.sequence.hidden"] == "16"  # FAST's, not the estimator default
+    assert first["params.xgboost.learning_rate"] == "0.1"  # the estimator's default
 
     out = _run("train", "--data", f"csv:{tmp_path}/t.csv", "--name", "tuned", "--config",
                str(tuned), "--home", home)  # fmt: skip

@@ -53,20 +53,24 @@ def _train(fleet: Path, tmp_path: Path, **overrides: Any) -> Result:
 @pytest.mark.parametrize(
     ("folds", "needles"),
     [
-        (2, ["fold 1 holds 2 of them", "4 cut rows from 1 asset", "at least 6 assets for folds=2"]),
-        (3, ["fold 1 holds 1 of them", "8 cut rows from 2 asset", "at least 5 assets for folds=3"]),
+        (
+            2,
+            ["fold 1 holds 2 of them", "4 cut rows from 1 asset", "at least 10 assets for folds=2"],
+        ),
+        (3, ["fold 1 holds 1 of them", "8 cut rows from 2 asset", "at least 8 assets for folds=3"]),
     ],
 )
 def test_three_assets_too_few_calibration_rows_refused(
     three_assets: Path, tmp_path: Path, folds: int, needles: list[str]
 ) -> None:
-    """4 cuts per asset leave fewer than the 9 rows a finite 90% interval needs outside a fold."""
+    """4 cuts per asset leave fewer than the 19 rows a finite 90% interval (two one-sided 95%
+    offsets) needs outside a fold."""
     result = _train(three_assets, tmp_path, folds=folds)
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"error: 3 assets cannot fill {folds} cross-validation folds")
-    assert "needs at least 9" in lines[0]
+    assert "needs at least 19" in lines[0]
     for needle in needles:
         assert needle in lines[0]
     assert "Traceback" not in result.output
@@ -74,8 +78,8 @@ def test_three_assets_too_few_calibration_rows_refused(
 
 
 def test_refusal_names_a_fold_count_that_works(three_assets: Path, tmp_path: Path) -> None:
-    """With 5 cuts, 2 assets outside a fold suffice: 3 folds of 1 asset work, 2 folds do not."""
-    result = _train(three_assets, tmp_path, folds=2, cuts_per_asset=5)
+    """With 10 cuts, 2 assets outside a fold suffice: 3 folds of 1 asset work, 2 folds do not."""
+    result = _train(three_assets, tmp_path, folds=2, cuts_per_asset=10)
     assert result.exit_code == 2, result.output
     assert "at least 4 assets for folds=2: set folds: 3" in result.stderr
     assert "Traceback" not in result.output
@@ -85,8 +89,9 @@ def test_refusal_names_a_fold_count_that_works(three_assets: Path, tmp_path: Pat
 def test_three_assets_train_when_every_fold_can_be_calibrated(
     three_assets: Path, tmp_path: Path
 ) -> None:
-    """3 folds x 5 cuts: 10 rows outside each fold, so it trains and the intervals are finite."""
-    result = _train(three_assets, tmp_path, folds=3, cuts_per_asset=5)
+    """3 folds x 10 cuts: 20 rows outside each fold, so it trains and the interval offsets are
+    finite (a closed interval, or one open above with a finite lower end)."""
+    result = _train(three_assets, tmp_path, folds=3, cuts_per_asset=10)
     assert result.exit_code == 0, result.output
     assert "registered simulated version 1" in result.output
     predictions = tmp_path / "predictions.csv"
@@ -114,12 +119,13 @@ def test_three_assets_train_when_every_fold_can_be_calibrated(
 
 @pytest.mark.parametrize(
     ("coverage", "outside", "refused"),
-    [(0.9, 9, False), (0.9, 8, True), (0.8, 4, False), (0.8, 3, True), (0.95, 18, True)],
+    [(0.9, 19, False), (0.9, 18, True), (0.8, 9, False), (0.8, 8, True), (0.95, 38, True)],
 )
 def test_calibration_rows_rule_at_its_boundary(
     coverage: float, outside: int, refused: bool
 ) -> None:
-    """Exactly c / (1 - c) rows outside the fold pass, one fewer is refused, whatever c is."""
+    """Each one-sided offset is at q = 1 - (1 - c) / 2: exactly q / (1 - q) rows outside the fold
+    pass, one fewer is refused, whatever c is."""
     # Fold 0 holds plenty of rows of asset 0; fold 1 holds ``outside`` rows, one per asset, so
     # only fold 0 (calibrated on fold 1's rows) can fall short.
     scored = [np.zeros(100, dtype=np.int64), np.arange(1, outside + 1, dtype=np.int64)]

@@ -392,7 +392,10 @@ def tune(
             progress=lambda msg: status.update(escape(msg)),
         )
     output.write_text(yaml.safe_dump(outcome.best.model_dump(mode="json"), sort_keys=False))
-    state.out.print(f"{outcome.trials} trials; best ensemble RMSE {outcome.best_value:.3f}")
+    state.out.print(
+        f"{outcome.trials} trials; best ensemble RMSE {outcome.best_value:.3f}, the base "
+        f"configuration's (trial 0, same folds) {outcome.default_value:.3f}"
+    )
     path_line(state.out, "best configuration ->", output)
     state.out.print(
         f"train with it: prognos train --data {escape(data)} --config {escape(str(output))}",

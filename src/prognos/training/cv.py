@@ -169,15 +169,16 @@ def _check_calibration_rows(scored_assets: list[NDArray[Any]], config: TrainConf
     """Refuse folds whose cross-fitted post-processing would give an infinite RUL interval.
 
     ``scored_assets`` holds, per fold, the asset of each of its cut rows. Each fold is scored with
-    post-processing learned on the other folds' cut rows only. The ensemble weights, calibrator
-    and thresholds are defined on any non-empty set of rows (the calibrator falls back to identity
-    on one class and to Platt on one asset), but a split-conformal interval at coverage c is
-    finite only with at least c / (1 - c) rows (9 at 90%). Rule: every fold must leave that many
-    cut rows outside it, i.e. ceil(rows / cuts_per_asset) assets with full cuts. The final model
+    post-processing learned on the other folds' cut rows only. The ensemble weights, slopes and
+    thresholds are defined on any non-empty set of rows (the stack falls back to the base rate on
+    one class), but the interval's two one-sided split-conformal offsets, each at level
+    q = 1 - (1 - c) / 2, are finite only with at least q / (1 - q) rows (19 at 90%). Rule: every
+    fold must leave that many cut rows outside it, i.e. ceil(rows / cuts_per_asset) assets with
+    full cuts. The final model
     calibrates on all folds' rows, a superset, so its interval is then finite too. Refusing is the
     honest answer: any finite width from fewer rows would claim a coverage it cannot guarantee.
     """
-    needed = conformal_min_rows(config.coverage)
+    needed = conformal_min_rows(1.0 - (1.0 - config.coverage) / 2.0)
     total = sum(len(rows) for rows in scored_assets)
     for fold, rows in enumerate(scored_assets):
         outside = total - len(rows)

@@ -36,7 +36,7 @@ from prognos.registry.tracking import connect
 from prognos.training.config import TrainConfig
 from prognos.training.cv import CVResult, cross_validate, make_member
 from prognos.training.plots import write_plots
-from prognos.training.report import headline, metrics_table, regime_slices
+from prognos.training.report import band_coverage, headline, metrics_table, regime_slices
 
 Progress = Callable[[str], None]
 # Builds the drift reference profile (JSON) from the training rows, their labels, the final
@@ -275,6 +275,8 @@ def train_labelled(
                 yaml.safe_dump(fleet.model_dump(mode="json"), sort_keys=False)
             )
             table.to_csv(folder / "cv_metrics.csv")
+            if cv.ensemble:
+                band_coverage(cv.oof, "ensemble").to_csv(folder / "interval_coverage_by_band.csv")
             slices.to_csv(folder / "regime_slices.csv")
             cv.oof.to_csv(folder / "oof_predictions.csv", index=False)
             (folder / "validation.json").write_text(report.model_dump_json(indent=2))
