@@ -26,7 +26,7 @@ from prognos.models.attribution import (
 from prognos.models.base import ModelInput
 from prognos.models.bundle import ModelBundle, model_input
 from prognos.models.explain import OUTPUT, Explainer, channel_of, explain
-from prognos.models.sequence import _Net
+from prognos.models.network import SequenceNet
 from tests.helpers.trained import Trained
 
 
@@ -137,7 +137,7 @@ def test_integrated_gradients_converge_with_steps(bundle: ModelBundle, rows: Mod
 def test_the_lstm_is_attributed_by_integrated_gradients() -> None:
     """DeepLift cannot hook the gates inside nn.LSTM (it would be incomplete): IG there."""
     torch.manual_seed(0)
-    net = _Net("lstm", n_channels=3, window=8, hidden=6, layers=1, dropout=0.0).eval()
+    net = SequenceNet("lstm", n_channels=3, window=8, hidden=6, layers=1, dropout=0.0).eval()
     rng = np.random.default_rng(0)
     sequences = rng.normal(size=(5, 8, 3)).astype(np.float32)
     lengths = np.array([8, 8, 5, 3, 1])

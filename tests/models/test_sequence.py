@@ -258,7 +258,7 @@ def test_a_state_dict_from_before_the_relu_modules_loads(arch: str) -> None:
     """The ReLUs became ``nn.ReLU`` modules (DeepLift hooks them) where they were ``torch.relu``
     calls: no parameters, so a network saved before (these keys and shapes) still loads, strictly,
     and pickled models keep loading."""
-    from prognos.models.sequence import _Net
+    from prognos.models.network import SequenceNet
 
     hidden, inputs = 4, 2 * 3 + 1  # 3 channels: levels, centred levels, the mask
     head: dict[str, tuple[int, ...]] = {
@@ -289,7 +289,7 @@ def test_a_state_dict_from_before_the_relu_modules_loads(arch: str) -> None:
         }
     generator = torch.Generator().manual_seed(0)
     old = {k: torch.randn(shape, generator=generator) for k, shape in {**body, **head}.items()}
-    net = _Net(arch, n_channels=3, window=8, hidden=hidden, layers=2, dropout=0.1)  # type: ignore[arg-type]
+    net = SequenceNet(arch, n_channels=3, window=8, hidden=hidden, layers=2, dropout=0.1)  # type: ignore[arg-type]
     assert list(net.state_dict()) == list(old)
     net.load_state_dict(old)  # strict
     for k, v in net.state_dict().items():

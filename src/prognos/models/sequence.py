@@ -26,8 +26,6 @@ import copy
 import math
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Literal, Self, cast
 
 import numpy as np
@@ -39,6 +37,7 @@ from torch.optim import swa_utils
 
 from prognos.errors import NotFittedError
 from prognos.models.base import ModelInput, Targets
+from prognos.models.network import SequenceNet, deterministic, torch_threads
 
 __all__ = ["SequenceModel"]
 
@@ -46,115 +45,6 @@ _PREDICT_CHUNK = 4096
 # Up to this many rows, prediction on CPU runs on one thread: for tiny batches the thread pool's
 # synchronisation costs more than it saves (measured 9x slower on 2 threads for one sequence).
 _SMALL_BATCH = 256
-
-
-class _Net(nn.Module):
-    """Mask-aware encoder (LSTM or causal CNN) + a shared layer + RUL and failure heads.
-
-    The ReLUs are ``nn.ReLU`` modules, one per use (``acts``: one per conv block; ``act``: the
-    shared layer's), not ``torch.relu`` calls: DeepLift (:mod:`prognos.models.attribution`)
-    hooks each nonlinearity module to rescale its gradient, and a module used twice in one
-    forward would overwrite its own saved activations. Past them the forward is linear in the
-    input given the lengths (masking and mean by a fixed mask, padding, convolutions, residual
-    adds, concatenations, dropout in eval), which is what makes DeepLift's terms complete.
-    The modules hold no parameters: the state_dict keys are those of the ``torch.relu`` network.
-    """
-
-    def __init__(
-        self,
-        arch: Literal["lstm", "cnn"],
-        n_channels: int,
-        window: int,
-        hidden: int,
-        layers: int,
-        dropout: float,
-    ) -> None:
-        super().__init__()
-        self.arch = arch
-        inputs = 2 * n_channels + 1  # levels, levels minus their window mean, the mask
-        self.lstm: nn.LSTM | None = None
-        self.convs = nn.ModuleList()
-        self.acts = nn.ModuleList()  # one nn.ReLU per conv block
-        self.dilations: list[int] = []
-        if arch == "lstm":
-            self.lstm = nn.LSTM(
-                inputs,
-                hidden,
-                num_layers=layers,
-                batch_first=True,
-                dropout=dropout if layers > 1 else 0.0,
-            )
-            encoded = hidden
-        else:
-            # Dilations 1, 2, 4, ... until the receptive field (kernel 3) covers the window, and
-            # at least ``layers`` blocks.
-            d, field, n_blocks = 1, 1, 0
-            while field < window or n_blocks < layers:
-                self.dilations.append(d)
-                width = inputs if n_blocks == 0 else hidden
-                self.convs.append(nn.Conv1d(width, hidden, 3, dilation=d))
-                self.acts.append(nn.ReLU())
-                field += 2 * d
-                d *= 2
-                n_blocks += 1
-            encoded = 2 * hidden  # last position + masked mean over real positions
-        self.drop = nn.Dropout(dropout)
-        self.act = nn.ReLU()
-        self.shared = nn.Linear(encoded, hidden)
-        self.rul_head = nn.Linear(hidden, 1)
-        self.fail_head = nn.Linear(hidden, 1)
-
-    def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        window = x.shape[1]
-        positions = torch.arange(window, device=x.device)
-        mask = (positions[None, :] >= (window - lengths)[:, None]).to(x.dtype)  # (B, W)
-        m = mask[..., None]
-        x = x * m  # padded positions become exact zeros, whatever they held
-        centre = x.sum(dim=1, keepdim=True) / m.sum(dim=1, keepdim=True)
-        x = torch.cat([x, (x - centre) * m, m], dim=2)
-        if self.lstm is not None:
-            out, _ = self.lstm(x)
-            encoded = out[:, -1]
-        else:
-            h = x.transpose(1, 2)  # (B, C, W)
-            blocks = zip(self.convs, self.acts, self.dilations, strict=True)
-            for i, (conv, act, d) in enumerate(blocks):
-                y = act(conv(nn.functional.pad(h, (2 * d, 0))))  # causal: pad the past
-                h = y if i == 0 else h + y
-            real = mask[:, None, :]
-            pooled = (h * real).sum(dim=2) / real.sum(dim=2)
-            encoded = torch.cat([h[:, :, -1], pooled], dim=1)
-        z = self.drop(self.act(self.shared(self.drop(encoded))))
-        return self.rul_head(z).squeeze(1), self.fail_head(z).squeeze(1)
-
-
-@contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    """Run with ``n`` intra-op threads (None: leave as is), then restore the previous count."""
-    previous = torch.get_num_threads()
-    if n is not None and n != previous:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != previous:
-            torch.set_num_threads(previous)
-
-
-@contextmanager
-def _deterministic(enabled: bool) -> Iterator[None]:
-    """Deterministic algorithms (warn only) for the duration, restoring the previous flags."""
-    was, was_warn = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-    )
-    if enabled:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        if enabled:
-            torch.use_deterministic_algorithms(was, warn_only=was_warn)
 
 
 class SequenceModel(BaseEstimator):
@@ -326,8 +216,8 @@ class SequenceModel(BaseEstimator):
         cpu = device.type == "cpu"
         fork_devices = [] if cpu else [device.index or 0]
         with (
-            _torch_threads(self._cpu_threads(rows, training=True) if cpu else None),
-            _deterministic(cpu),
+            torch_threads(self._cpu_threads(rows, training=True) if cpu else None),
+            deterministic(cpu),
             torch.random.fork_rng(devices=fork_devices),
         ):
             torch.manual_seed(self.seed)
@@ -354,8 +244,8 @@ class SequenceModel(BaseEstimator):
         in_val = held[codes]
         return everything[~in_val], everything[in_val]
 
-    def _build(self, device: torch.device) -> _Net:
-        return _Net(
+    def _build(self, device: torch.device) -> SequenceNet:
+        return SequenceNet(
             self.arch, self.n_channels_, self.window_, self.hidden, self.layers, self.dropout
         ).to(device)
 
@@ -377,7 +267,7 @@ class SequenceModel(BaseEstimator):
             torch.from_numpy(failed.astype(np.float32)).to(device),
         )
 
-    def _loss(self, net: _Net, batch: tuple[Tensor, ...], pos_weight: Tensor) -> Tensor:
+    def _loss(self, net: SequenceNet, batch: tuple[Tensor, ...], pos_weight: Tensor) -> Tensor:
         x, lengths, rul, has_rul, failed = batch
         rul_hat, logit = net(x, lengths)
         squared = (rul_hat - rul) ** 2 * has_rul
@@ -389,12 +279,12 @@ class SequenceModel(BaseEstimator):
 
     def _train(
         self,
-        net: _Net,
+        net: SequenceNet,
         tensors: tuple[Tensor, Tensor, Tensor, Tensor, Tensor],
         train_rows: NDArray[np.intp],
         val_rows: NDArray[np.intp],
         device: torch.device,
-    ) -> _Net:
+    ) -> SequenceNet:
         optimiser = torch.optim.Adam(net.parameters(), lr=self.lr)
         # An exponential moving average of the weights is what is validated and kept: the best
         # epoch of one noisy trajectory, picked on a few dozen held-out assets, is itself noise.
@@ -409,7 +299,7 @@ class SequenceModel(BaseEstimator):
             return average * rate + current * (1.0 - rate)
 
         averaged = swa_utils.AveragedModel(net, avg_fn=ema) if decay > 0 else None
-        kept = net if averaged is None else cast(_Net, averaged.module)
+        kept = net if averaged is None else cast(SequenceNet, averaged.module)
         pos_weight = torch.tensor(self.pos_weight_, dtype=torch.float32, device=device)
         train_idx = torch.from_numpy(train_rows).to(device)
         val_idx = torch.from_numpy(val_rows).to(device)
@@ -465,7 +355,7 @@ class SequenceModel(BaseEstimator):
 
     @torch.inference_mode()
     def _evaluate(
-        self, net: _Net, tensors: tuple[Tensor, ...], idx: Tensor, pos_weight: Tensor
+        self, net: SequenceNet, tensors: tuple[Tensor, ...], idx: Tensor, pos_weight: Tensor
     ) -> float:
         net.eval()
         total = 0.0
@@ -499,7 +389,7 @@ class SequenceModel(BaseEstimator):
         rul = np.empty(rows, dtype=np.float64)
         logit = np.empty(rows, dtype=np.float64)
         threads = self._cpu_threads(rows, training=False) if device.type == "cpu" else None
-        with _torch_threads(threads), torch.inference_mode():
+        with torch_threads(threads), torch.inference_mode():
             net.eval()
             for a in range(0, rows, _PREDICT_CHUNK):
                 b = min(a + _PREDICT_CHUNK, rows)
@@ -529,7 +419,7 @@ class SequenceModel(BaseEstimator):
         cpu = next(self.net_.parameters()).device.type == "cpu"
         # Threads as for prediction: a second one did not pay for 100 rows (IG nor DeepLift).
         threads = self._cpu_threads(len(seq), training=False) if cpu else None
-        with _torch_threads(threads):
+        with torch_threads(threads):
             result = channel_attributions(self.net_, seq, lengths, math.log(self.pos_weight_))
         return result.exact(), result.base
 
