@@ -10,6 +10,7 @@ import pandas as pd
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
+from prognos.errors import ConfigError
 from prognos.fleet import ASSET
 from prognos.models.bundle import ModelBundle
 
@@ -50,6 +51,13 @@ def load_bundle(path: Path) -> ModelBundle:
         bundle = pickle.load(handle)
     if not isinstance(bundle, ModelBundle):
         raise TypeError(f"{path} does not hold a prognos ModelBundle")
+    if not hasattr(bundle.post, "stack"):
+        # Pickles keep attributes, not code: a bundle from before the log-odds stack would
+        # otherwise load and fail at its first prediction.
+        raise ConfigError(
+            f"{path} holds a model trained by an earlier prognos (probability blend and separate "
+            "calibrator, closed intervals on the capped RUL): retrain it with `prognos train`"
+        )
     return bundle
 
 
