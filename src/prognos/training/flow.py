@@ -92,7 +92,8 @@ def fit_bundle(
     cv: CVResult,
     progress: Progress | None = None,
 ) -> ModelBundle:
-    """The final model: every member refitted on all assets, post-processing from the CV."""
+    """The final model: post-processing from the CV, and every member it uses refitted on all
+    assets."""
     say = progress or (lambda _: None)
     pipeline = FeaturePipeline(fleet, config.features).fit(readings)
     X = model_input(pipeline, readings, config.window)
@@ -100,10 +101,6 @@ def fit_bundle(
         rul=labels["rul_capped"].to_numpy(dtype=np.float64),
         failed=labels["failure_within_h"].to_numpy(dtype=np.int64),
     )
-    members = {}
-    for name in cv.ensemble:
-        say(f"final fit: {name}")
-        members[name] = make_member(name, config.members[name].params, config.seed).fit(X, y)  # type: ignore[index]
     post = PostProcessing.fit(
         cv.oof,
         cv.ensemble,
@@ -112,6 +109,10 @@ def fit_bundle(
         cost_false_alarm=config.costs.false_alarm,
         rul_cap=float(config.rul_cap or fleet.labels.rul_cap),
     )
+    members = {}
+    for name in post.members:  # a member with weight and slope 0 is not refitted
+        say(f"final fit: {name}")
+        members[name] = make_member(name, config.members[name].params, config.seed).fit(X, y)  # type: ignore[index]
     return ModelBundle(
         fleet=fleet,
         pipeline=pipeline,
