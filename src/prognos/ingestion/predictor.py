@@ -230,9 +230,10 @@ class Predictor:
         With a ``side`` executor (one thread) the explanation runs there while this thread runs
         the ensemble (XGBoost and torch release the GIL in their kernels; the results are
         identical). The explanation is not split further between the two threads, as TreeSHAP
-        alone once was: two threads' Integrated Gradients of a 100-row batch (60 + 40 rows) took
-        longer than one thread doing both parts (demo model, 2 cores: 130-136 against 118-126
-        ms), and one call keeps the explanation independent of how rows were batched.
+        alone once was: split over two threads, the network attribution of a 100-row batch
+        (60 + 40 rows, Integrated Gradients then) took longer than one thread doing both parts
+        (demo model, 2 cores: 130-136 against 118-126 ms), and one call keeps the explanation
+        independent of how rows were batched.
         """
         if not items:
             return []
