@@ -18,7 +18,7 @@ from prognos.ingestion.predictor import (
     reading_log_row,
 )
 from prognos.ingestion.readings import ReadingIn
-from prognos.storage.repository import normalise_record
+from prognos.storage.records import normalise_record
 from tests.helpers.trained import Trained
 
 

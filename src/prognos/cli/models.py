@@ -333,7 +333,7 @@ def audit_model_change(
     """Record the move in the audit log (the registry keeps its own history as a tag)."""
     import getpass
 
-    from prognos.storage import repository
+    from prognos.storage import records, repository
     from prognos.storage.database import Database, database_url
 
     db = Database(database_url(state.settings))
@@ -342,7 +342,7 @@ def audit_model_change(
         repository.insert_audit(
             db,
             [
-                repository.normalise_record(
+                records.normalise_record(
                     "audit",
                     {
                         "actor": f"cli:{getpass.getuser()}",

@@ -110,7 +110,7 @@ def event_id(fleet: str, asset: str, time: int, event: str) -> str:
 
 
 def feedback_rows(events: pd.DataFrame, *, fleet: str, submitted_by: str) -> list[dict[str, Any]]:
-    """Feedback records (``repository.normalise_record`` form) of :func:`read_event_log`'s
+    """Feedback records (``records.normalise_record`` form) of :func:`read_event_log`'s
     events: a failure is ``failure_occurred``, every event is dated by ``failure_cycle`` or
     ``failure_time`` (that column's meaning since revision 0005)."""
     stamped = pd.api.types.is_datetime64_any_dtype(events[TIME])

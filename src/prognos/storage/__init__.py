@@ -16,9 +16,8 @@ from prognos.storage.api_keys import (
     verify_api_key,
 )
 from prognos.storage.database import Database, database_url, normalise_url
+from prognos.storage.records import KINDS, RecordKind, new_id, normalise_record
 from prognos.storage.repository import (
-    KINDS,
-    RecordKind,
     audit_events,
     feedback_labels,
     get_prediction,
@@ -28,8 +27,6 @@ from prognos.storage.repository import (
     insert_readings,
     insert_records,
     latest_predictions,
-    new_id,
-    normalise_record,
     predictions_for_asset,
     readings_for_asset,
 )

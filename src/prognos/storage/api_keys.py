@@ -18,7 +18,8 @@ from sqlalchemy.exc import IntegrityError
 
 from prognos.errors import ConfigError, StorageError
 from prognos.storage.models import ApiKey
-from prognos.storage.repository import insert_ignore, normalise_record
+from prognos.storage.records import normalise_record
+from prognos.storage.repository import insert_ignore
 
 if TYPE_CHECKING:
     from prognos.storage.database import Database

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prognos.storage.database import Database
-from prognos.storage.repository import insert_audit, normalise_record
+from prognos.storage.records import normalise_record
+from prognos.storage.repository import insert_audit
 
 
 def record(

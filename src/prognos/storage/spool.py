@@ -19,7 +19,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from prognos.storage.repository import KINDS, RecordKind
+from prognos.storage.records import KINDS, RecordKind
 
 try:
     import fcntl

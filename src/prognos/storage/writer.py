@@ -37,7 +37,8 @@ from typing import Any
 from prognos.errors import StorageError, StorageUnavailableError
 from prognos.storage.database import Database
 from prognos.storage.inflight import PendingPredictions, Tickets
-from prognos.storage.repository import RecordKind, insert_records, normalise_record
+from prognos.storage.records import RecordKind, normalise_record
+from prognos.storage.repository import insert_records
 from prognos.storage.spool import SpoolFile, SpoolFiles, encode
 
 __all__ = ["RecordWriter"]
