@@ -20,6 +20,7 @@ from prognos.models.attribution import (
     IG_STEPS,
     channel_attributions,
     deeplift,
+    deeplift_reference,
     integrated_gradients,
     method_for,
 )
@@ -119,6 +120,29 @@ def test_deeplift_is_complete_before_closing(bundle: ModelBundle, rows: ModelInp
     assert np.corrcoef(attributions.ravel(), ig.exact().ravel())[0, 1] > 0.95
 
 
+def test_deeplift_gives_captums_terms(bundle: ModelBundle, rows: ModelInput) -> None:
+    """The hand-written rescale rule (one forward of [x; 0], one backward, no hooks) is Captum's
+    DeepLift: same terms, base and log-odds."""
+    seq: Any = bundle.members["sequence"]
+    offset = math.log(seq.pos_weight_)
+    ours = deeplift(seq.net_, rows.sequences, rows.lengths, offset)
+    captum = deeplift_reference(seq.net_, rows.sequences, rows.lengths, offset)
+    scale = np.abs(captum.raw).max()
+    assert scale > 0.01  # something to compare
+    np.testing.assert_allclose(ours.raw, captum.raw, rtol=0, atol=1e-6 * max(scale, 1.0))
+    np.testing.assert_allclose(ours.base, captum.base, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(ours.logodds, captum.logodds, rtol=0, atol=1e-9)
+    # A network with dead and saturated units is still rescaled, not differentiated.
+    torch.manual_seed(3)
+    net = SequenceNet("cnn", n_channels=4, window=12, hidden=8, layers=2, dropout=0.0).eval()
+    rng = np.random.default_rng(3)
+    sequences = (3 * rng.normal(size=(9, 12, 4))).astype(np.float32)
+    lengths = np.array([12, 12, 7, 5, 3, 1, 12, 9, 2])
+    ours, captum = (f(net, sequences, lengths, 0.2) for f in (deeplift, deeplift_reference))
+    np.testing.assert_allclose(ours.raw, captum.raw, rtol=0, atol=1e-5)
+    assert np.abs(ours.delta).max() < 1e-5
+
+
 def test_integrated_gradients_converge_with_steps(bundle: ModelBundle, rows: ModelInput) -> None:
     """IG, the LSTM's method, on the same network: its delta is quadrature error."""
     seq: Any = bundle.members["sequence"]
@@ -149,8 +173,8 @@ def test_the_lstm_is_attributed_by_integrated_gradients() -> None:
 
 
 def test_deeplift_leaves_the_served_network_alone(bundle: ModelBundle, rows: ModelInput) -> None:
-    """DeepLift hooks the ReLU modules it runs; the service predicts with the same network on
-    another thread meanwhile. The hooks go on a per-thread copy, never on the served network."""
+    """DeepLift runs a copy of the network with rescaled ReLUs while the service predicts with
+    the network itself on another thread: the served network is never changed or hooked."""
     seq: Any = bundle.members["sequence"]
     X = rows.span(0, 16)
     expected_proba = seq.predict_proba(X)

@@ -247,13 +247,15 @@ class Predictor:
         explanations: list[Explanation | None] = [None] * len(items)
         if not explain:
             out = self.bundle.predict_rows(X)
-        elif side is None:
-            out = self.bundle.predict_rows(X)
-            explanations = list(self._explain(X))
         else:
-            explaining = side.submit(self._explain, X)
-            out = self.bundle.predict_rows(X)
-            explanations = list(explaining.result())
+            # The attribution needs no prediction: it runs beside the members (on ``side``) and
+            # is closed on their outputs, so each member predicts once per batch.
+            attributing = side.submit(self.explainer.attribute, X) if side is not None else None
+            outputs = self.bundle.member_outputs(X)
+            out = self.bundle.predict_rows(X, outputs)
+            raw = self.explainer.attribute(X) if attributing is None else attributing.result()
+            proba = {m: p for m, (_, p) in outputs.items()}
+            explanations = list(self.explainer.finish(X, raw, proba, keep=LOGGED_CONTRIBUTIONS))
         predictions = []
         for i, item in enumerate(items):
             probability = float(out["proba"][i])
@@ -273,6 +275,3 @@ class Predictor:
                 )
             )
         return predictions
-
-    def _explain(self, X: ModelInput) -> list[Explanation]:
-        return self.explainer.explain(X, keep=LOGGED_CONTRIBUTIONS)

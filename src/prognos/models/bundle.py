@@ -142,8 +142,21 @@ class ModelBundle:
     post: PostProcessing
     metadata: dict[str, Any] = field(default_factory=dict)
 
-    def predict_rows(self, X: ModelInput) -> dict[str, NDArray[np.float64]]:
-        outputs = {m: self.members[m].predict_rul_and_proba(X) for m in self.post.members}
+    def member_outputs(
+        self, X: ModelInput
+    ) -> dict[str, tuple[NDArray[np.float64], NDArray[np.float64]]]:
+        """(RUL, failure probability) of each member the decision uses, one call each."""
+        return {m: self.members[m].predict_rul_and_proba(X) for m in self.post.members}
+
+    def predict_rows(
+        self,
+        X: ModelInput,
+        outputs: dict[str, tuple[NDArray[np.float64], NDArray[np.float64]]] | None = None,
+    ) -> dict[str, NDArray[np.float64]]:
+        """The served outputs of ``X``'s rows; ``outputs``: :meth:`member_outputs` of ``X``
+        when the caller already has them (the explanation reuses them)."""
+        if outputs is None:
+            outputs = self.member_outputs(X)
         return self.post.apply(
             {m: rul for m, (rul, _) in outputs.items()},
             {m: proba for m, (_, proba) in outputs.items()},

@@ -32,7 +32,7 @@ from prognos.models.base import ModelInput
 from prognos.models.bundle import ModelBundle
 from prognos.models.ensemble import member_logits
 
-__all__ = ["OUTPUT", "Contribution", "Explainer", "Explanation", "explain"]
+__all__ = ["OUTPUT", "Contribution", "Explainer", "Explanation", "Terms", "explain"]
 
 # What every explanation explains (said in the API and the logged rows).
 OUTPUT = "log_odds of the served failure probability"
@@ -94,6 +94,15 @@ class Explanation:
         }
 
 
+@dataclass(frozen=True)
+class Terms:
+    """One member's attribution before it is closed on the served log-odds: ``groups`` (rows,
+    its groups: every input for TreeSHAP, the channels for the network) and ``base`` (rows,)."""
+
+    groups: NDArray[np.float64]
+    base: NDArray[np.float64]
+
+
 def channel_of(feature: str) -> str:
     """The input a feature is computed from: the part of its name before ``__``."""
     return feature.split("__", 1)[0]
@@ -139,44 +148,70 @@ class Explainer:
             [position.get(f"{g}__value", position.get(g, -1)) for g in groups]
         )
 
-    def explain(self, X: ModelInput, *, keep: int | None = None) -> list[Explanation]:
+    def explain(
+        self,
+        X: ModelInput,
+        *,
+        keep: int | None = None,
+        proba: Mapping[str, NDArray[np.float64]] | None = None,
+    ) -> list[Explanation]:
         """One explanation per row of ``X``; ``keep``: at most that many contributions each,
-        the rest summed into ``other`` (None: all of them)."""
+        the rest summed into ``other`` (None: all of them). ``proba``: the members' failure
+        probabilities of ``X`` when the caller already has them (else each member predicts)."""
+        if proba is None:
+            proba = {m: self.bundle.members[m].predict_proba(X) for m in self.slopes}
+        return self.finish(X, self.attribute(X), proba, keep=keep)
+
+    def attribute(self, X: ModelInput) -> dict[str, Terms]:
+        """Each attributed member's raw terms per group and its base, not yet closed on the
+        served log-odds: the costly part (TreeSHAP, DeepLift), which needs no prediction, so
+        the service runs it beside the ensemble and :meth:`finish` closes it on the ensemble's
+        own member outputs (one prediction per member and batch, not two)."""
         if list(X.feature_names) != self.feature_names:
             raise ValueError("X's features are not the bundle's pipeline features")
+        raw: dict[str, Terms] = {}
+        for m, kind in self.attributed.items():
+            member: Any = self.bundle.members[m]
+            if kind == "shap":
+                shap = member.contributions(X)
+                groups = shap[:, :-1] @ self._feature_groups[:, : self._inputs]
+                raw[m] = Terms(groups, np.asarray(shap[:, -1], dtype=np.float64))
+            else:
+                attributions, member_base = member.attributions(X)
+                raw[m] = Terms(attributions, np.asarray(member_base, dtype=np.float64))
+        return raw
+
+    def finish(
+        self,
+        X: ModelInput,
+        raw: Mapping[str, Terms],
+        proba: Mapping[str, NDArray[np.float64]],
+        *,
+        keep: int | None = None,
+    ) -> list[Explanation]:
+        """The explanations of ``X`` from :meth:`attribute`'s terms, each member's closed on
+        its served log-odds (from ``proba``, the members' probabilities of ``X``)."""
         rows = len(X)
         total = np.zeros((rows, len(self.groups)))
         base = np.full(rows, self.intercept)
         by_member: dict[str, NDArray[np.float64]] = {}
-        proba = {m: self.bundle.members[m].predict_proba(X) for m in self.slopes}
-        served = member_logits(proba)  # each member's log-odds exactly as the stack reads them
+        used = {m: proba[m] for m in self.slopes}
+        served = member_logits(used)  # each member's log-odds exactly as the stack reads them
         for m, slope in self.slopes.items():
-            terms, member_base = self._member_terms(m, X, served[m])
+            terms = np.zeros((rows, len(self.groups)))
+            kind = self.attributed.get(m)
+            if kind is None:  # one term: the member's whole log-odds
+                terms[:, self.groups.index(m)] = served[m]
+                member_base = np.zeros(rows)
+            else:
+                columns = slice(0, self._inputs) if kind == "shap" else self._channel_columns
+                member_base = raw[m].base
+                terms[:, columns] = close_gap(raw[m].groups, served[m] - member_base)
             by_member[m] = slope * terms
             total += by_member[m]
             base += slope * member_base
-        logit = self.bundle.post.stack.decision_function(proba)
+        logit = self.bundle.post.stack.decision_function(used)
         return [self._row(i, X, total, base, logit, by_member, keep) for i in range(rows)]
-
-    def _member_terms(
-        self, m: str, X: ModelInput, target: NDArray[np.float64]
-    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """Member ``m``'s terms per group (rows, groups), closed on ``target``, and its base."""
-        member: Any = self.bundle.members[m]
-        terms = np.zeros((len(X), len(self.groups)))
-        kind = self.attributed.get(m)
-        if kind is None:  # one term: the member's whole log-odds
-            terms[:, self.groups.index(m)] = target
-            return terms, np.zeros(len(X))
-        if kind == "shap":
-            shap = member.contributions(X)
-            inputs = self._inputs
-            raw, member_base = shap[:, :-1] @ self._feature_groups[:, :inputs], shap[:, -1]
-            terms[:, :inputs] = close_gap(raw, target - member_base)
-        else:
-            attributions, member_base = member.attributions(X)
-            terms[:, self._channel_columns] = close_gap(attributions, target - member_base)
-        return terms, np.asarray(member_base, dtype=np.float64)
 
     def _row(
         self,
