@@ -37,3 +37,35 @@ if ! command -v promtool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 &
     echo "    could not install promtool: the Prometheus rules test will skip" >&2
   fi
 fi
+# amtool (Debian's prometheus-alertmanager) checks deploy/alertmanager, and docker-compose
+# (Debian's, 1.29) validates compose.yaml with `config` without a Docker engine (tests/deploy);
+# without them those tests skip, or fail under CI=true.
+for pair in amtool:prometheus-alertmanager docker-compose:docker-compose; do
+  tool="${pair%%:*}" package="${pair#*:}"
+  if ! command -v "$tool" >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "==> installing $tool (Debian package $package)"
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends "$package"; } >/dev/null 2>&1; then
+      echo "    could not install $tool: the tests that need it will skip" >&2
+    fi
+  fi
+done
+# Java 17 (Debian's headless JRE) runs PySpark's JVM for the Spark engine's tests (tests/spark);
+# without it they skip, or fail under CI=true.
+if ! command -v java >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "==> installing java (Debian package openjdk-17-jre-headless)"
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends openjdk-17-jre-headless; } >/dev/null 2>&1; then
+    echo "    could not install java: the Spark engine's tests will skip" >&2
+  fi
+fi
+# chromium and its driver (Debian packages) run the dashboard's browser tests (tests/serving/ui,
+# Selenium given /usr/bin/chromedriver: nothing is downloaded); without them those tests skip, or
+# fail under CI=true.
+if ! command -v chromedriver >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "==> installing chromium and chromium-driver (the dashboard's browser tests)"
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends chromium chromium-driver; } >/dev/null 2>&1; then
+    echo "    could not install chromium: the dashboard's browser tests will skip" >&2
+  fi
+fi

@@ -25,9 +25,15 @@ RANK = {
     "models": 4,
     "registry": 5,
     "training": 6,
+    # Fleet scale on Spark: runs features, models and training's cut points per asset group and
+    # reads the lake (storage); only the cli (and later flows) drive it, so it sits just above
+    # training and below everything that serves or schedules.
+    "spark": 6.5,
     "ingestion": 7,
     "monitoring": 8,
     "alerting": 8.5,
+    "planning": 8.6,
+    "reports": 8.7,
     "serving": 9,
     "streaming": 9,
     "flows": 10,

@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     stream_metrics_port: int | None = Field(
         default=None, ge=0, le=65_535, description="Serve the ingester's Prometheus metrics here."
     )
+    stream_metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Interface the ingester's metrics bind to (0.0.0.0 in a container, so that "
+        "Prometheus can scrape it).",
+    )
 
     # -- monitoring -----------------------------------------------------------------------------
     monitoring_window_hours: float = Field(
@@ -140,6 +145,13 @@ class Settings(BaseSettings):
         default=5.0,
         gt=0,
         description="How often /metrics re-reads the latest monitoring runs from the database.",
+    )
+
+    ui_session_hours: float = Field(
+        default=8.0,
+        gt=0,
+        le=24 * 30,
+        description="How long a dashboard sign-in lasts (the session cookie's life).",
     )
 
     # -- alerts ---------------------------------------------------------------------------------
@@ -224,6 +236,53 @@ class Settings(BaseSettings):
     gate_max_rmse: float = Field(
         default=60.0, gt=0, description="Ceiling on the challenger's CV RMSE (fleet time units)."
     )
+
+    # -- fleet scale (Spark) --------------------------------------------------------------------
+    spark_master: str | None = Field(
+        default=None,
+        description="Where `--engine spark` runs: a Spark master URL (spark://host:7077, yarn, "
+        "k8s://...) or Spark Connect (sc://host:15002); local[N] with N = the CPUs when unset.",
+    )
+    spark_driver_memory: str = Field(
+        default="2g",
+        description="JVM heap of a local Spark session (driver and executors share it); a "
+        "cluster's own settings (spark-submit) apply otherwise.",
+    )
+    spark_assets_per_group: int = Field(
+        default=250,
+        ge=1,
+        description="Assets per applyInPandas group: each group is whole assets, built in one "
+        "vectorised call (one call per asset took twice as long: 150 s against 76 s for the "
+        "features of 1,000 simulated assets, bench/bench_spark.py --grouping).",
+    )
+    spark_fit_assets: int = Field(
+        default=5_000,
+        ge=1,
+        description="Most assets (a sample by asset hash) the driver fits the feature pipeline "
+        "on; a fleet at most this large is fitted whole, as the pandas engine does.",
+    )
+
+    # -- the data lake --------------------------------------------------------------------------
+    lake_url: str | None = Field(
+        default=None,
+        description="Root of the Parquet lake the stored readings are exported to: a local path "
+        "or any fsspec URL (s3://bucket/lake); HOME/lake when unset.",
+    )
+    lake_export_schedule: str = Field(
+        default="*/5 * * * *",
+        description="Cron schedule of the lake-export flow (Prefect); `prognos lake export "
+        "--every SECONDS` exports more often.",
+    )
+    lake_export_batch_rows: int = Field(
+        default=200_000,
+        ge=1,
+        description="Most readings one export batch reads and writes (one file per date).",
+    )
+
+    @property
+    def lake(self) -> str:
+        """Where the lake lives: ``PROGNOS_LAKE_URL``, else ``HOME/lake``."""
+        return self.lake_url or str(self.home / "lake")
 
     @property
     def quarantine_dir(self) -> Path:

@@ -132,3 +132,32 @@ class NotificationError(PrognosError):
     def __init__(self, message: str, *, retryable: bool) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+# -- planning -----------------------------------------------------------------------------------
+
+
+class PlanError(PrognosError):
+    """A maintenance plan cannot be made from what it was given (crews or days below 1, a missing
+    or negative RUL, a broken interval) or the solver found none."""
+
+
+# -- the data lake ------------------------------------------------------------------------------
+
+
+class LakeError(DataSourceError):
+    """The Parquet lake cannot be read or written (bad URL, a fleet it does not hold, a file that
+    cannot be written or is damaged)."""
+
+
+class SnapshotMismatchError(LakeError):
+    """A training snapshot cannot be rebuilt exactly: a file it lists is missing, or the rows
+    rebuilt hash to something else than the snapshot says."""
+
+
+# -- fleet scale --------------------------------------------------------------------------------
+
+
+class EngineError(PrognosError):
+    """The distributed engine cannot run the job: PySpark or Java is missing, the session cannot
+    start, or a Spark job failed (its first line kept, the JVM stack trace dropped)."""

@@ -17,7 +17,9 @@ def test_flows_list_shows_schedules_without_a_server(tmp_path: Path) -> None:
     listed = run("flows", "list", "--model", "FD001", "--json", "--home", tmp_path, env=env)
     assert listed.exit_code == 0, listed.output
     plans = {p["flow"]: p for p in map(json.loads, listed.stdout.splitlines())}
-    assert set(plans) == {f"prognos-{f}" for f in ("ingest", "train", "monitor", "retrain", "gate")}
+    flows = ("ingest", "train", "monitor", "retrain", "gate", "lake-export")
+    assert set(plans) == {f"prognos-{f}" for f in flows}
+    assert not plans["prognos-lake-export"]["registered"]  # no PROGNOS_LAKE_URL
     monitor = plans["prognos-monitor"]
     assert monitor["cron"] == "*/10 * * * *" and monitor["setting"] == "PROGNOS_MONITOR_SCHEDULE"
     assert monitor["registered"] and monitor["parameters"]["name"] == "FD001"

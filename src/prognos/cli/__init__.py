@@ -27,9 +27,12 @@ from prognos.cli import (
     feedback,
     flows,
     keys,
+    lake,
     loop,
     models,
     monitor,
+    plan,
+    report,
     serve,
     simulate,
     stream,
@@ -95,6 +98,7 @@ def version() -> None:
 
 
 app.command("simulate")(simulate.simulate)
+data.app.add_typer(lake.snapshot_app, name="snapshot")
 app.add_typer(data.app, name="data")
 app.add_typer(features.app, name="features")
 app.command("demo")(demo.demo)
@@ -102,6 +106,7 @@ app.command("train")(models.train)
 app.command("predict")(models.predict)
 app.command("evaluate")(models.evaluate)
 app.command("tune")(models.tune)
+app.command("plan")(plan.plan)
 app.command("retrain")(loop.retrain)
 models.models_app.command("gate")(loop.gate)
 app.add_typer(models.models_app, name="models")
@@ -113,8 +118,10 @@ app.add_typer(monitor.app, name="monitor")
 app.add_typer(alerts.app, name="alerts")
 app.command("ingest")(flows.ingest)
 app.add_typer(flows.app, name="flows")
+app.add_typer(lake.app, name="lake")
 app.add_typer(audit.app, name="audit")
 app.add_typer(feedback.app, name="feedback")
+app.add_typer(report.app, name="report")
 
 
 def main() -> None:

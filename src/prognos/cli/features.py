@@ -25,7 +25,8 @@ from prognos.cli._common import (
     write_table,
 )
 from prognos.cli.data import EventsOption, Source, SpecOption
-from prognos.errors import DataValidationError, LabelError, SchemaError
+from prognos.cli.spark import Engine, EngineOption
+from prognos.errors import DataSourceError, DataValidationError, LabelError, SchemaError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -100,7 +101,7 @@ def build(
         typer.Option(
             "--output",
             "-o",
-            help="parquet:FILE or csv:FILE "
+            help="parquet:FILE or csv:FILE (--engine spark: parquet:DIR) "
             "[default: parquet:$PROGNOS_HOME/data/<source-stem>.features.parquet].",
         ),
     ] = None,
@@ -110,12 +111,21 @@ def build(
             help="Where quarantined rows go [default: $PROGNOS_HOME/quarantine/<source-stem>.csv]."
         ),
     ] = None,
+    engine: EngineOption = Engine.pandas,
     home: HomeOption = None,
 ) -> None:
     """Validate, fit the feature pipeline on the valid rows and write the feature matrix."""
     from prognos.features import FeatureSpec
 
     state = get_state(ctx, home)
+    if engine is Engine.spark:
+        from prognos.cli.spark import spark_features
+
+        if events is not None or quarantine is not None:
+            raise DataSourceError("--engine spark takes no --events or --quarantine")
+        spec_yaml = FeatureSpec.from_yaml(features) if features is not None else None
+        spark_features(state, source, spec, spec_yaml, output)
+        return
     started = time.perf_counter()
     default_output = output is None
     if output is None:

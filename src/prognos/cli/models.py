@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -22,12 +24,15 @@ from prognos.cli._common import (
     write_table,
 )
 from prognos.cli.data import EventsOption, SpecOption
+from prognos.cli.spark import Engine, EngineOption
 from prognos.errors import DataSourceError
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from prognos.cli._common import CliState
+    from prognos.storage.database import Database
+    from prognos.training.flow import TrainOutcome
 
 DataOption = Annotated[str, typer.Option("--data", help="Data source KIND:PATH.")]
 ModelOption = Annotated[
@@ -64,6 +69,14 @@ def train(
     config: Annotated[Path | None, typer.Option("--config", help="TrainConfig YAML.")] = None,
     spec: SpecOption = None,
     events: EventsOption = None,
+    summary: Annotated[
+        Path | None,
+        typer.Option(
+            "--summary",
+            help="Also write the run as JSON here (name, version, run, snapshot, metrics).",
+            show_default=False,
+        ),
+    ] = None,
     home: HomeOption = None,
 ) -> None:
     """Validate, build features, cross-validate by asset, fit the ensemble, log, register, gate."""
@@ -129,6 +142,35 @@ def train(
         f"MLflow UI: mlflow ui --backend-store-uri {escape(state.settings.tracking_uri)}",
         soft_wrap=True,
     )
+    if summary is not None:
+        _write_json(summary, _summary(outcome))
+
+
+def _summary(outcome: TrainOutcome) -> dict[str, object]:
+    figures = outcome.bundle.metadata.get("metrics", {})
+    return {
+        "name": outcome.name,
+        "version": outcome.version,
+        "run_id": outcome.run_id,
+        "promoted": outcome.promoted,
+        "snapshot": outcome.snapshot,
+        "data_hash": outcome.bundle.metadata.get("data_hash"),
+        "metrics": _finite(figures if isinstance(figures, dict) else {}),
+    }
+
+
+def _finite(figures: dict[str, float]) -> dict[str, float | None]:
+    return {k: float(v) if math.isfinite(v) else None for k, v in figures.items()}
+
+
+def _write_json(path: Path, payload: dict[str, object]) -> None:
+    import json
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    except OSError as exc:
+        raise DataSourceError(f"cannot write {path}: {exc}") from exc
 
 
 def _metrics_table(metrics: pd.DataFrame) -> Table:
@@ -203,13 +245,21 @@ def predict(
     output: Annotated[str, typer.Option("--output", "-o", help="CSV file (or csv:/parquet:).")],
     spec: SpecOption = None,
     events: EventsOption = None,
+    engine: EngineOption = Engine.pandas,
     home: HomeOption = None,
 ) -> None:
     """One row per asset at its last cycle: RUL with its interval, failure probability, alert."""
     state = get_state(ctx, home)
-    readings = valid_readings(state, data, spec, events, "predict from")
-    loaded = _load_model(state, model)
-    predictions = loaded.predict(readings)  # type: ignore[attr-defined]
+    if engine is Engine.spark:
+        from prognos.cli.spark import spark_predict
+
+        loaded = _load_model(state, model)
+        bundle = loaded.unwrap_python_model().bundle  # type: ignore[attr-defined]
+        predictions = spark_predict(state, data, spec, bundle)
+    else:
+        readings = valid_readings(state, data, spec, events, "predict from")
+        loaded = _load_model(state, model)
+        predictions = loaded.predict(readings)  # type: ignore[attr-defined]
     kind, path = parse_table_target(output if ":" in output else f"csv:{output}", "predictions")
     write_table(predictions, path, kind)
     out = state.out
@@ -224,34 +274,61 @@ def predict(
 def evaluate(
     ctx: typer.Context,
     data: DataOption,
+    model: ModelOption,
     truth: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--truth",
             help="True RUL at each asset's last cycle: "
             "one number per line in asset order, or a CSV with "
             "asset_id,rul.",
+            show_default=False,
         ),
-    ],
-    model: ModelOption,
+    ] = None,
+    cut: Annotated[
+        int | None,
+        typer.Option(
+            "--cut",
+            help="Instead of --truth, for run-to-failure data: cut each asset at a random "
+            "cycle (this seed) and score against the cycles it had left.",
+            show_default=False,
+        ),
+    ] = None,
+    metrics: Annotated[
+        Path | None,
+        typer.Option("--metrics", help="Also write the figures as JSON here.", show_default=False),
+    ] = None,
     spec: SpecOption = None,
     events: EventsOption = None,
     home: HomeOption = None,
 ) -> None:
     """Every metric against the true RUL at each asset's last cycle."""
+    from prognos.data.labels import truncate_trajectories
+    from prognos.errors import ConfigError
     from prognos.training.evaluation import evaluate_predictions, read_truth
 
+    if (truth is None) == (cut is None):
+        raise ConfigError(
+            "give the true RUL with --truth FILE, or --cut SEED for run-to-failure data"
+        )
     state = get_state(ctx, home)
     readings = valid_readings(state, data, spec, events, "predict from")
+    known = None
+    if cut is not None:
+        readings, known = truncate_trajectories(readings, seed=cut)
     loaded = _load_model(state, model)
     predictions = loaded.predict(readings)  # type: ignore[attr-defined]
     bundle = loaded.unwrap_python_model().bundle  # type: ignore[attr-defined]
+    if known is not None:
+        actual = known.loc[predictions["asset_id"].to_numpy()].reset_index(drop=True)
+    else:
+        assert truth is not None
+        actual = read_truth(truth, predictions["asset_id"])
     figures = evaluate_predictions(
-        predictions,
-        read_truth(truth, predictions["asset_id"]),
-        horizon=bundle.horizon,
-        rul_cap=bundle.rul_cap,
+        predictions, actual, horizon=bundle.horizon, rul_cap=bundle.rul_cap
     )
+    if metrics is not None:
+        _write_json(metrics, {"model": model, "data": data, **_finite(figures)})
     table = Table(title=f"{model} on {data}")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -298,14 +375,13 @@ def promote(
     home: HomeOption = None,
 ) -> None:
     """Make a version the champion (no gate: an operator's explicit decision)."""
-    from prognos.registry import versions
+    from prognos.registry import champion
     from prognos.registry.tracking import connect
 
     state = get_state(ctx, home)
     client = connect(state.settings)
-    previous = versions.champion(client, name)
-    versions.promote(client, name, version)
-    audit_model_change(state, "promote", name, previous, version)
+    with _audit_db(state) as db:
+        champion.promote(client, db, name, version, _cli_actor())
     state.out.print(f"{escape(name)} version {version} is now champion")
 
 
@@ -316,46 +392,31 @@ def rollback(
     home: HomeOption = None,
 ) -> None:
     """Move the champion back to the previous champion."""
-    from prognos.registry import versions
+    from prognos.registry import champion
     from prognos.registry.tracking import connect
 
     state = get_state(ctx, home)
     client = connect(state.settings)
-    previous = versions.champion(client, name)
-    version = versions.rollback(client, name)
-    audit_model_change(state, "rollback", name, previous, version)
+    with _audit_db(state) as db:
+        version = champion.rollback(client, db, name, _cli_actor())
     state.out.print(f"{escape(name)} champion rolled back to version {version}")
 
 
-def audit_model_change(
-    state: CliState, action: str, name: str, previous: Any, version: int
-) -> None:
-    """Record the move in the audit log (the registry keeps its own history as a tag)."""
+def _cli_actor() -> str:
     import getpass
 
-    from prognos.storage import records, repository
+    return f"cli:{getpass.getuser()}"
+
+
+@contextmanager
+def _audit_db(state: CliState) -> Iterator[Database]:
+    """The database the move is audited in (migrated first), closed after."""
     from prognos.storage.database import Database, database_url
 
     db = Database(database_url(state.settings))
     try:
         db.upgrade()
-        repository.insert_audit(
-            db,
-            [
-                records.normalise_record(
-                    "audit",
-                    {
-                        "actor": f"cli:{getpass.getuser()}",
-                        "action": f"champion_{action}",
-                        "subject": name,
-                        "details": {
-                            "from": None if previous is None else previous.version,
-                            "to": version,
-                        },
-                    },
-                )
-            ],
-        )
+        yield db
     finally:
         db.dispose()
 

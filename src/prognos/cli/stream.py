@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 import socket
+import threading
 from typing import Annotated
 
 import typer
@@ -158,6 +159,15 @@ def ingest(
             help="Serve Prometheus /metrics here (PROGNOS_STREAM_METRICS_PORT).", show_default=False
         ),
     ] = None,
+    lake_every: Annotated[
+        float | None,
+        typer.Option(
+            "--lake-every",
+            help="Also export the fleet's stored readings to the lake (PROGNOS_LAKE_URL) every "
+            "SECONDS, on a thread beside the ingester.",
+            show_default=False,
+        ),
+    ] = None,
     home: HomeOption = None,
 ) -> None:
     """Take the fleet's readings from the broker until SIGTERM/SIGINT: validate, store
@@ -207,7 +217,25 @@ def ingest(
 
     state.err.print(f"ingesting prognos/{fleet}/+/readings as {client_id} (model {name}); "
                     "stop with Ctrl-C or SIGTERM", soft_wrap=True)  # fmt: skip
-    asyncio.run(main())
+    exporter = None
+    if lake_every is not None:
+        from prognos.flows.lake import export_every
+
+        done = threading.Event()
+        exporter = threading.Thread(
+            target=export_every,
+            args=(settings, lake_every),
+            kwargs={"fleets": [fleet], "stop": done, "actor": "stream"},
+            name="lake-export",
+            daemon=True,
+        )
+        exporter.start()
+    try:
+        asyncio.run(main())
+    finally:
+        if exporter is not None:
+            done.set()  # the export in progress finishes: its watermark stays exact
+            exporter.join()
     m = ingester.metrics
     state.out.print(
         f"stopped: {m.value('prognos_stream_messages_acked_total'):.0f} messages acknowledged, "

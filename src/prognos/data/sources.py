@@ -7,6 +7,8 @@ Kinds:
   mapped to canonical columns by a :class:`~prognos.fleet.FleetSpec` (explicit, sidecar or
   inferred).
 - ``sim:k=v,k=v``: the simulator, with :class:`SimulatorConfig` fields as parameters.
+- ``lake:URL[?fleet=..&start=..&end=..]``: one fleet of the Parquet lake
+  (:mod:`prognos.data.lake_source`).
 
 Sidecars sit next to the data so a written fleet loads back as it was:
 ``<stem>.spec.yaml`` (the spec), ``<stem>.events.csv`` (the event log) and ``<stem>.meta.yaml``
@@ -39,6 +41,7 @@ KINDS: dict[str, str] = {
     "csv": "csv:PATH (CSV file; spec from spec=, a .spec.yaml sidecar or inferred)",
     "parquet": "parquet:PATH (parquet file or directory of .parquet files)",
     "sim": "sim:k=v,... (simulated fleet; SimulatorConfig fields)",
+    "lake": "lake:URL[?fleet=NAME&start=DATE&end=DATE] (one fleet of the Parquet lake)",
 }
 EVENT_COLUMNS = [ASSET, TIME, "event"]
 COMPONENT = "component"
@@ -107,7 +110,7 @@ def load_source(
     """Load a fleet from ``KIND:PATH``: readings in canonical columns, plus events if any.
 
     ``spec`` overrides the sidecar/built-in spec (not allowed for ``sim:``); ``events`` is an
-    event-log CSV for ``csv:``/``parquet:`` and overrides the ``.events.csv`` sidecar.
+    event-log CSV for ``csv:``/``parquet:``/``lake:`` and overrides the ``.events.csv`` sidecar.
     """
     kind, path = parse_source(source)
     if kind == "sim":
@@ -118,6 +121,10 @@ def load_source(
         if events is not None:
             raise DataSourceError("cmapss: files are run-to-failure; they take no event log")
         return _load_cmapss(source, Path(path), spec)
+    if kind == "lake":
+        from prognos.data.lake_source import load_lake
+
+        return load_lake(source, path, spec, events, infer_spec=infer_spec, read_events=read_events)
     return _load_table(source, kind, Path(path), spec, events)
 
 
@@ -427,6 +434,11 @@ def write_source(data: FleetData, target: str) -> list[Path]:
     kind, path_str = parse_source(target)
     if kind == "sim":
         raise DataSourceError("sim: sources are generated, not written; write to csv: or parquet:")
+    if kind == "lake":
+        raise DataSourceError(
+            "lake: is filled from the database (prognos ingest, then prognos lake export); "
+            "write to csv: or parquet:"
+        )
     path = Path(path_str)
     try:
         if kind == "cmapss":

@@ -19,12 +19,19 @@ from typing import Any, Final
 
 import numpy as np
 import pandas as pd
-import pandera.errors as pa_errors
-import pandera.pandas as pa
 from pydantic import BaseModel
 
 from prognos.errors import ConfigError, SchemaError
 from prognos.fleet import ASSET, TIME, FleetSpec
+
+with warnings.catch_warnings():
+    # pandera imports pyspark.pandas whenever PySpark is installed (the `spark` extra), and
+    # PySpark 4 warns at that import that it does not fully support pandas 3: not ours to print.
+    # (Its pandas backend, imported at the first validation otherwise, imports it again.)
+    warnings.filterwarnings("ignore", "PySpark does not yet fully support", FutureWarning)
+    import pandera.backends.pandas.builtin_checks  # noqa: F401
+    import pandera.errors as pa_errors
+    import pandera.pandas as pa
 
 # Rule names, in the order they appear in a row's ``reason``.
 RULES: Final = ("type", "missing", "duplicate", "out_of_order", "out_of_range")

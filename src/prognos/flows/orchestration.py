@@ -35,6 +35,7 @@ __all__ = [
     "deployments",
     "gate_flow",
     "ingest_flow",
+    "lake_export_flow",
     "monitor_flow",
     "retrain_flow",
     "serve_flows",
@@ -101,12 +102,20 @@ def gate_flow(name: str, now: datetime | None = None, home: str | None = None) -
     return jobs.gate(_settings(home), name, now=now)
 
 
+@flow(name="prognos-lake-export", description=FLOWS["lake-export"])
+def lake_export_flow(fleets: list[str] | None = None, home: str | None = None) -> list[Any]:
+    from prognos.flows.lake import export_once
+
+    return [r.to_json() for r in export_once(_settings(home), fleets, actor=ACTOR)]
+
+
 FLOW_FUNCTIONS: dict[str, Any] = {
     "ingest": ingest_flow,
     "train": train_flow,
     "monitor": monitor_flow,
     "retrain": retrain_flow,
     "gate": gate_flow,
+    "lake-export": lake_export_flow,
 }
 
 

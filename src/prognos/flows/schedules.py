@@ -23,6 +23,7 @@ FLOWS: dict[str, str] = {
     "monitor": "one live monitoring run of the champion (quality, drift, performance)",
     "retrain": "retrain when a trigger holds (drift, weak realised F2, new labels)",
     "gate": "judge a shadowed challenger on live outcomes: promote, reject or wait",
+    "lake-export": "append the stored readings to the Parquet lake (idempotent, per fleet)",
 }
 
 
@@ -85,4 +86,11 @@ def planned(settings: Settings, model: str | None = None) -> list[Planned]:
             "retrain", settings.retrain_schedule, "PROGNOS_RETRAIN_SCHEDULE", per_model, no_model
         ),
         Planned("gate", settings.gate_schedule, "PROGNOS_GATE_SCHEDULE", per_model, no_model),
+        Planned(
+            "lake-export",
+            settings.lake_export_schedule,
+            "PROGNOS_LAKE_EXPORT_SCHEDULE",
+            home,
+            "" if settings.lake_url else "no lake: set PROGNOS_LAKE_URL (e.g. $PROGNOS_HOME/lake)",
+        ),
     ]

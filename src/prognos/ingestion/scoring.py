@@ -14,8 +14,12 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+import numpy as np
+from numpy.typing import NDArray
+
+from prognos.data.regimes import RegimeModel
 from prognos.errors import (
     DuplicateReadingError,
     OutOfOrderReadingError,
@@ -30,6 +34,9 @@ from prognos.ingestion.predictor import Prediction, Predictor, Scored
 from prognos.storage.database import Database
 from prognos.storage.history import readings_tail
 from prognos.storage.models import DEFAULT_FLEET
+
+if TYPE_CHECKING:
+    from prognos.features.pipeline import FeaturePipeline
 
 log = logging.getLogger("prognos.serving")
 
@@ -59,6 +66,7 @@ class ServedModel:
     horizon: int
     known_sensors: frozenset[str] = field(init=False, repr=False, compare=False)
     known_settings: frozenset[str] = field(init=False, repr=False, compare=False)
+    scaling: RegimeScaling | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "known_sensors", frozenset(self.sensor_names))
@@ -76,7 +84,35 @@ class ServedModel:
             threshold=predictor.threshold,
             coverage=float(bundle.post.intervals.coverage),
             horizon=int(bundle.horizon),
+            scaling=RegimeScaling.of(bundle.pipeline),
         )
+
+
+@dataclass(frozen=True)
+class RegimeScaling:
+    """The feature pipeline's operating regimes and per-regime sensor scaling (a few small
+    arrays, so it crosses processes with :class:`ServedModel`): the dashboard plots an asset's
+    sensors as the model sees them, each standardised within its regime."""
+
+    regimes: RegimeModel
+    sensors: tuple[str, ...]
+    mean: NDArray[np.float64]  # (n_regimes, len(sensors))
+    scale: NDArray[np.float64]
+
+    @classmethod
+    def of(cls, pipeline: FeaturePipeline) -> RegimeScaling:
+        return cls(
+            pipeline.regimes_, tuple(pipeline.sensors_), pipeline.sensor_mean_,
+            pipeline.sensor_scale_,
+        )  # fmt: skip
+
+    def normalise(
+        self, settings: NDArray[np.float64], sensors: NDArray[np.float64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
+        """Rows of ``settings`` and of ``sensors`` (columns as :attr:`sensors`) -> standardised
+        sensors and each row's regime."""
+        regime = self.regimes.assign(settings)
+        return (sensors - self.mean[regime]) / self.scale[regime], regime
 
 
 @dataclass(frozen=True)

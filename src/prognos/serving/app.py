@@ -14,6 +14,7 @@ from fastapi import FastAPI
 import prognos
 from prognos.config import Settings, get_settings
 from prognos.ingestion.loading import LoadedModel
+from prognos.serving import ui
 from prognos.serving.errors import install_error_handlers
 from prognos.serving.middleware import ServiceMiddleware
 from prognos.serving.routers import (
@@ -22,6 +23,7 @@ from prognos.serving.routers import (
     health,
     keys,
     monitoring,
+    plan,
     predictions,
     readings,
 )
@@ -32,7 +34,7 @@ Failure risk, remaining useful life with its interval, the cost-optimal inspect 
 per-feature explanations, from sensor readings as they arrive.
 
 Authenticate with an API key in the `X-API-Key` header (`prognos keys create`). Scopes:
-`read` (assets, explanations), `predict`, `ingest` (readings, feedback), `admin` (all).
+`read` (assets, explanations, the plan), `predict`, `ingest` (readings, feedback), `admin` (all).
 """
 
 
@@ -67,8 +69,10 @@ def create_app(settings: Settings | None = None, *, model: LoadedModel | None = 
         assets.router,
         keys.router,
         monitoring.router,
+        plan.router,
     ):
         app.include_router(router)
+    ui.install(app, settings)  # the operator dashboard under /ui
     return app
 
 

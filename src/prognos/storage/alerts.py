@@ -18,13 +18,18 @@ from typing import Any
 from sqlalchemy import Table, false, func, select, text
 from sqlalchemy.engine import Connection
 
+from prognos.errors import NotFoundError
+from prognos.storage import audit
 from prognos.storage.database import Database
 from prognos.storage.models import Alert, AuditEvent, Prediction, Reading
 
 __all__ = [
+    "ACKNOWLEDGED",
     "ACTIVE_STATES",
     "RETRAIN_FAILED",
     "RETRAIN_SUCCEEDED",
+    "acknowledge_alert",
+    "acknowledgements",
     "active_alerts",
     "alert_transaction",
     "insert_alert",
@@ -44,6 +49,8 @@ _PREDICTIONS: Table = Prediction.__table__  # type: ignore[assignment]
 _READINGS: Table = Reading.__table__  # type: ignore[assignment]
 
 ACTIVE_STATES = ("pending", "firing")
+# The audit action of an operator acknowledging an alert (the subject is the alert's id).
+ACKNOWLEDGED = "alert.acknowledged"
 # Audit actions the retraining flow writes, with the model's name as the subject.
 RETRAIN_FAILED = "retrain.failed"
 RETRAIN_SUCCEEDED = "retrain.succeeded"
@@ -198,16 +205,47 @@ def update_alert(conn: Connection, alert_id: str, changes: Mapping[str, Any]) ->
 
 
 def list_alerts(
-    db: Database, *, include_resolved: bool = False, limit: int = 100
+    db: Database, *, include_resolved: bool = False, limit: int = 100, subject: str | None = None
 ) -> list[dict[str, Any]]:
     """Alerts, newest first: the pending and firing ones, or with ``include_resolved`` every
-    one (at most ``limit``)."""
+    one (at most ``limit``); ``subject``: only those about it (an asset)."""
     if limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
     a = _ALERTS.c
     stmt = select(_ALERTS)
     if not include_resolved:
         stmt = stmt.where(a.state.in_(ACTIVE_STATES))
+    if subject is not None:
+        stmt = stmt.where(a.subject == subject)
     stmt = stmt.order_by(a.started_at.desc(), a.id.desc()).limit(limit)
     with db.translate_errors("listing alerts"), db.engine.connect() as conn:
         return [dict(row) for row in conn.execute(stmt).mappings()]
+
+
+# ------------------------------------------------------------------------------ acknowledgement
+
+
+def acknowledge_alert(db: Database, alert_id: str, actor: str) -> dict[str, Any]:
+    """Record that ``actor`` has seen the alert and is on it: an ``alert.acknowledged`` audit
+    event about the alert (the audit log is the one record of who did what; the alert's own
+    state still follows its rule). Returns the event; an unknown alert raises NotFoundError."""
+    with db.translate_errors("reading an alert"), db.engine.connect() as conn:
+        row = conn.execute(select(_ALERTS).where(_ALERTS.c.id == alert_id)).mappings().first()
+    if row is None:
+        raise NotFoundError(f"no alert {alert_id!r}")
+    details = {"rule": row["rule"], "subject": row["subject"], "state": row["state"]}
+    return audit.record(db, actor, ACKNOWLEDGED, alert_id, details)
+
+
+def acknowledgements(db: Database, alert_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The first acknowledgement (``actor``, ``at``) of each of ``alert_ids`` that has one."""
+    if not alert_ids:
+        return {}
+    a = _AUDIT.c
+    stmt = (
+        select(a.subject, a.actor, a.at)
+        .where(a.action == ACKNOWLEDGED, a.subject.in_(alert_ids))
+        .order_by(a.at.desc(), a.id.desc())
+    )
+    with db.translate_errors("reading acknowledgements"), db.engine.connect() as conn:
+        return {s: {"actor": actor, "at": at} for s, actor, at in conn.execute(stmt)}

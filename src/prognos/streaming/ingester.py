@@ -106,7 +106,7 @@ class StreamIngester:
         (the broker redelivers it to the next ingester of the session or group)."""
         settings = self.settings
         if settings.stream_metrics_port is not None:
-            self.metrics.serve(settings.stream_metrics_port)
+            self.metrics.serve(settings.stream_metrics_port, settings.stream_metrics_host)
         await self.core.start()
         try:
             self.inbox.bind(asyncio.get_running_loop())

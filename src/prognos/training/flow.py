@@ -37,6 +37,7 @@ from prognos.training.config import TrainConfig
 from prognos.training.cv import CVResult, cross_validate, make_member
 from prognos.training.plots import write_plots
 from prognos.training.report import band_coverage, headline, metrics_table, regime_slices
+from prognos.training.snapshot import prepare_snapshot, record_snapshot
 
 Progress = Callable[[str], None]
 # Builds the drift reference profile (JSON) from the training rows, their labels, the final
@@ -60,6 +61,7 @@ class TrainOutcome:
     cv: CVResult
     bundle: ModelBundle
     seconds: dict[str, float] = field(default_factory=dict)
+    snapshot: str | None = None  # the hash of the rows the run read (training.snapshot)
 
 
 def prepare(
@@ -157,14 +159,16 @@ def train(
     progress: Progress | None = None,
     reference: ReferenceBuilder | None = None,
 ) -> TrainOutcome:
-    """Validate, cross-validate, fit, log to MLflow, register and gate one fleet's model.
+    """Validate, cross-validate, fit, log to MLflow, register and gate one fleet's model; the
+    rows' snapshot is recorded (:mod:`prognos.training.snapshot`).
 
     ``reference`` builds the drift reference profile, logged with the run as
     :data:`REFERENCE_PROFILE` before the version is registered (so no version exists without it).
     """
     start = time.perf_counter()
     readings, labels, report, fleet = prepare(data, config)
-    return train_labelled(
+    snapshot = prepare_snapshot(data)
+    outcome = train_labelled(
         readings,
         labels,
         report,
@@ -175,8 +179,21 @@ def train(
         name=name,
         progress=progress,
         reference=reference,
+        tags=snapshot.tags(),
         started=start,
     )
+    outcome.snapshot = snapshot.hash
+    outcome.warnings.extend(
+        record_snapshot(
+            snapshot,
+            settings,
+            connect(settings),
+            run_id=outcome.run_id,
+            name=outcome.name,
+            version=outcome.version,
+        )
+    )
+    return outcome
 
 
 def train_labelled(
