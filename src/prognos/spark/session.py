@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import warnings
 from typing import TYPE_CHECKING
 
 from prognos.config import Settings
@@ -50,6 +51,9 @@ def spark_session(
     ``spark-submit``). ``sc://`` URLs connect to a Spark Connect server; anything else starts
     (or reuses) a classic session."""
     url = master or master_url(settings)
+    # PySpark 4 warns at every pandas conversion that it does not fully support pandas 3; what
+    # prognos uses of it is what the parity tests check.
+    warnings.filterwarnings("ignore", "PySpark does not yet fully support", FutureWarning)
     if url.startswith("sc://"):
         from pyspark.sql import SparkSession
 
