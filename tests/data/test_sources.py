@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 
 from prognos.data.dataset import FleetData
+from prognos.data.sinks import write_source
 from prognos.data.sources import (
     load_source,
     parse_source,
     read_events,
     sidecars,
-    write_source,
 )
 from prognos.errors import DataSourceError, SchemaError
 from prognos.fleet import FleetSpec, LabelSpec, SensorSpec, cmapss_spec

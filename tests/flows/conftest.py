@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from prognos.data.sources import load_source, write_source
+from prognos.data.sinks import write_source
+from prognos.data.sources import load_source
 from prognos.storage import Database
 
 

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prognos.data.sources import load_source, write_source
+from prognos.data.sinks import write_source
+from prognos.data.sources import load_source
 from prognos.data.validation import validate_readings
 from prognos.features import FeaturePipeline
 from prognos.fleet import ASSET, TIME

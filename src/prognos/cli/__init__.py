@@ -36,6 +36,7 @@ from prognos.cli import (
     serve,
     simulate,
     stream,
+    tune,
 )
 from prognos.cli._common import CliState, error_text, print_error
 from prognos.config import get_settings
@@ -105,7 +106,7 @@ app.command("demo")(demo.demo)
 app.command("train")(models.train)
 app.command("predict")(models.predict)
 app.command("evaluate")(models.evaluate)
-app.command("tune")(models.tune)
+app.command("tune")(tune.tune)
 app.command("plan")(plan.plan)
 app.command("retrain")(loop.retrain)
 models.models_app.command("gate")(loop.gate)

@@ -81,7 +81,8 @@ def demo(
         loop_demo(get_state(ctx, home), LoopPlan(seed=seed))
         return
     from prognos.data.simulator import SimulatorConfig, simulate_fleet
-    from prognos.data.sources import load_source, write_source
+    from prognos.data.sinks import write_source
+    from prognos.data.sources import load_source
     from prognos.features import FeaturePipeline  # noqa: F401  (import cost outside the timings)
 
     state = get_state(ctx, home)

@@ -191,8 +191,9 @@ def materialise(
 ) -> None:
     """Rebuild a training run's rows from the lake files its manifest lists, check them against
     the hash, and write them (with the spec beside them) as a source `prognos train` reads."""
+    from prognos.data.sinks import write_source
     from prognos.data.snapshot import materialise as rebuild
-    from prognos.data.sources import parse_source, write_source
+    from prognos.data.sources import parse_source
     from prognos.storage.lake import open_lake
 
     state = get_state(ctx, home)

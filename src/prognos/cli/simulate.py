@@ -47,7 +47,8 @@ def simulate(
 ) -> None:
     """Simulate a fleet (run-to-failure or telemetry with an event log) and write it."""
     from prognos.data.simulator import SimulatorConfig, simulate_fleet
-    from prognos.data.sources import parse_source, write_source
+    from prognos.data.sinks import write_source
+    from prognos.data.sources import parse_source
 
     state = get_state(ctx, home)
     default_output = output is None

@@ -27,7 +27,7 @@ from prognos.config import Settings
 from prognos.data.dataset import FleetData
 from prognos.data.faults import parse_fault
 from prognos.data.simulator import SimulatorConfig, simulate_fleet
-from prognos.data.sources import write_source
+from prognos.data.sinks import write_source
 from prognos.fleet import ASSET, TIME
 from prognos.flows.promotion import GateVerdict, run_gate
 from prognos.flows.receiver import WebhookReceiver
