@@ -8,9 +8,10 @@ runs in a process of its own, as a user would run it:
 - features / pandas: ``parquet:`` load, validation, pipeline fit and transform on the whole fleet,
   the matrix written to one Parquet file (what ``prognos features build`` does);
 - features / spark: ``--engine spark``'s job: Spark reads the directory, the driver fits the
-  pipeline (on at most ``spark_fit_assets`` assets), applyInPandas builds every asset's features,
-  Spark writes them (``--sink noop`` computes them and writes nothing: the 100,000-asset matrix,
-  ~67 GB, does not fit the disk here);
+  pipeline (on at most ``spark_fit_assets`` assets), the quarantine job validates every group
+  (its time is shown in the outcome), applyInPandas builds every asset's features, Spark writes
+  them (``--sink noop`` computes them and writes nothing: the 100,000-asset matrix, ~67 GB, does
+  not fit the disk here);
 - score / pandas and score / spark: ``ModelBundle.predict`` on the whole fleet, one row per asset,
   written as CSV; the two CSVs are compared (``agree``: same alerts, RUL within 1e-9).
 
@@ -166,6 +167,7 @@ def _spark_job(job: str, folder: Path, out: Path, model: Path, sink: str, group:
     from prognos.cli._common import write_table
     from prognos.config import get_settings
     from prognos.spark import jobs
+    from prognos.spark.quarantine import quarantine
     from prognos.spark.session import spark_session
     from prognos.spark.sources import read_readings
 
@@ -178,6 +180,11 @@ def _spark_job(job: str, folder: Path, out: Path, model: Path, sink: str, group:
         pipeline = jobs.fit_pipeline(
             readings, max_assets=settings.spark_fit_assets, n_assets=n_assets
         )
+        _stage("validating: the quarantine")
+        started = time.perf_counter()
+        held = quarantine(spark, readings, assets_per_group=group, n_assets=n_assets)
+        held.write.mode("overwrite").parquet(f"{out}.quarantine")
+        print(json.dumps({"quarantine_s": time.perf_counter() - started}), flush=True)
         matrix = jobs.build_features(
             spark, readings, pipeline, assets_per_group=group, n_assets=n_assets
         )
@@ -233,18 +240,25 @@ def watch(command: list[str], cap_gb: float, timeout_s: float) -> dict[str, Any]
         time.sleep(0.2)
     stdout, stderr = process.communicate()
     wall = time.perf_counter() - started
-    job_s, stage = None, None
+    job_s, stage, quarantine_s = None, None, None
     for line in stdout.splitlines():
         if line.startswith("{"):
             report = json.loads(line)
             job_s = report.get("job_s", job_s)
             stage = report.get("stage", stage)
+            quarantine_s = report.get("quarantine_s", quarantine_s)
     if outcome == "ok" and process.returncode != 0:
         error = [line for line in stderr.splitlines() if "Error" in line]
         outcome = (error[-1] if error else f"exit {process.returncode}").strip()[:90]
     if outcome != "ok" and stage is not None:
         outcome += f" while {stage}"
-    return {"wall_s": wall, "job_s": job_s, "peak": peak, "outcome": outcome}
+    return {
+        "wall_s": wall,
+        "job_s": job_s,
+        "peak": peak,
+        "outcome": outcome,
+        "quarantine_s": quarantine_s,
+    }
 
 
 def _kill(tree: list[psutil.Process]) -> None:
@@ -309,6 +323,8 @@ def main() -> None:
             if result["outcome"] != "ok" and out.is_dir():  # how far Spark got: bytes written
                 written = sum(f.stat().st_size for f in out.rglob("*.parquet")) / _GB
                 result["outcome"] += f", {written:.1f} GB of features written"
+            if result["quarantine_s"] is not None:
+                result["outcome"] += f" (quarantine job {result['quarantine_s']:.0f} s)"
             peak = result["peak"]
             engine = job.split("-")[1] + (f" ({group}/group)" if args.grouping else "")
             table.add_row(
@@ -330,6 +346,7 @@ def main() -> None:
                     shutil.rmtree(out)
                 else:
                     out.unlink()
+            shutil.rmtree(f"{out}.quarantine", ignore_errors=True)
         a, b = (args.data / f"out-{assets}-score-{e}.csv" for e in ("pandas", "spark"))
         console.print(f"{assets:,} assets: pandas and Spark predictions agree: {agree(a, b)}")
     console.print(table)

@@ -9,15 +9,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from prognos.config import get_settings
 from prognos.data.simulator import SimulatorConfig, simulate_fleet
-from prognos.data.snapshot import materialise, read_manifest, snapshot_hash
+from prognos.data.snapshot import SnapshotManifest, materialise, read_manifest, snapshot_hash
 from prognos.data.sources import load_source
 from prognos.errors import LakeError, SnapshotMismatchError
+from prognos.storage import Database
 from prognos.storage.lake import open_lake
+from prognos.storage.lake_compact import compact_fleet, merged_name
 from tests.helpers.cli import run
+from tests.helpers.lake import export_in_steps
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +55,39 @@ def test_any_changed_value_changes_the_hash(fleet: tuple) -> None:
     changed = [nudged, dropped, doubled, missing]
     hashes = {snapshot_hash(frame, spec) for frame in changed}
     assert digest not in hashes and len(hashes) == len(changed)
+
+
+def test_a_snapshot_materialises_after_compaction(tmp_path: Path) -> None:
+    """Compaction deletes the files a run's manifest lists; the rows come back all the same,
+    also after the merged file itself is merged again."""
+    db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    db.upgrade()
+    lake = open_lake(str(tmp_path / "lake"))
+    try:
+        following = export_in_steps(db, lake, "rigs", 4)
+        manifests = []
+        for _ in range(2):
+            data = load_source(f"lake:{lake.url}?fleet=rigs")
+            manifests.append(SnapshotManifest.of(data, snapshot_hash(data.readings, data.spec)))
+            following = export_in_steps(db, lake, "rigs", 2, start=following)  # the lake grows
+            assert compact_fleet(lake, "rigs", min_files=2).files_after == 1
+        assert lake.files("rigs") == [
+            f"fleet=rigs/date=2026-03-01/{merged_name(1, following * 2 - 2)}"
+        ]
+        first, second = manifests
+        assert len(first.files) == 4 and not any(lake.fs.exists(lake.path(f)) for f in first.files)
+        for manifest in manifests:
+            rebuilt = materialise(lake, manifest)
+            assert snapshot_hash(rebuilt.readings, rebuilt.spec) == manifest.hash
+        assert first.hash != second.hash and first.rows < second.rows
+        # Rows missing from the merged file are found missing, never materialised as others.
+        merged = lake.path(lake.files("rigs")[0])
+        table = pq.read_table(merged)
+        pq.write_table(table.filter(pc.field("reading_id") != 3), merged)
+        with pytest.raises(SnapshotMismatchError, match="compacted with 6 rows; 5 of its"):
+            materialise(lake, first)
+    finally:
+        db.dispose()
 
 
 def _ingest_and_export(home: Path, lake: Path, source: str) -> None:

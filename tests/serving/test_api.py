@@ -4,6 +4,7 @@ validation, idempotency, restart recovery and a model swap under traffic."""
 from __future__ import annotations
 
 import gc
+import json
 import math
 import threading
 from collections.abc import Iterator
@@ -24,6 +25,9 @@ from prognos.storage import api_keys, repository
 from prognos.storage.database import Database, database_url
 from tests.helpers.serving import body_for, open_settings, readings
 from tests.helpers.trained import Trained
+
+# A JSON content type only FastAPI's handler of /predict takes (its own route: application/json).
+OTHER_JSON = "application/vnd.prognos+json"
 
 
 @pytest.fixture
@@ -126,6 +130,9 @@ def test_keys_scopes_and_rate_limit(
     client, keys = service
     row = readings(trained)[0]
     assert client.post("/predict", json=body_for(row)).status_code == 401
+    # A body that does not validate takes FastAPI's handler: the key is still checked first.
+    assert client.post("/predict", json={"cycle": "soon"}).status_code == 401
+    assert client.post("/predict", json={}, headers={"X-API-Key": keys["read"]}).status_code == 403
     wrong = client.post("/predict", json=body_for(row), headers={"X-API-Key": "pk_wrong"})
     assert wrong.status_code == 401 and "unknown" in wrong.json()["detail"]
     forbidden = client.post("/predict", json=body_for(row), headers={"X-API-Key": keys["read"]})
@@ -184,10 +191,14 @@ def test_a_resent_reading_gets_the_same_prediction_logged_once(
     headers = {"X-API-Key": keys["admin"]}
     rows = readings(trained, 5, 2)
     answers = [client.post("/predict", json=body_for(r), headers=headers).json() for r in rows]
-    again = client.post("/predict", json=body_for(rows[1]), headers=headers)
+    # Resent as another JSON type, which only FastAPI's handler takes (``application/json``
+    # takes /predict's own route): the two paths must answer alike.
+    again = client.post("/predict", content=json.dumps(body_for(rows[1])),
+                        headers={**headers, "Content-Type": OTHER_JSON})  # fmt: skip
     assert again.status_code == 200, again.text
     assert again.json()["prediction_id"] == answers[1]["prediction_id"]
     assert again.json()["prediction"] == answers[1]["prediction"]
+    assert again.json()["explanation"] == answers[1]["explanation"]
     changed = body_for(rows[1])
     changed["sensor_readings"] = {k: v + 1.0 for k, v in changed["sensor_readings"].items()}
     clash = client.post("/predict", json=changed, headers=headers)
@@ -216,6 +227,13 @@ def test_bad_requests_get_clear_422s_and_413(
         response = client.post("/predict", json=body, headers=headers)
         assert response.status_code == 422, (needle, response.text)
         assert needle in response.text
+        # The same from FastAPI's handler alone (see test_a_resent_reading...).
+        other = client.post("/predict", content=json.dumps(body),
+                            headers={**headers, "Content-Type": OTHER_JSON})  # fmt: skip
+        assert other.json() == response.json()
+    broken = client.post("/predict", content=b'{"equipment_id": ',
+                         headers={**headers, "Content-Type": "application/json"})  # fmt: skip
+    assert broken.status_code == 422 and "invalid JSON" in broken.json()["detail"]
     huge = client.post(
         "/readings",
         content=b"{" + b" " * 2_000_000 + b"}",

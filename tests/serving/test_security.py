@@ -201,16 +201,21 @@ def test_revocations_are_read_from_postgresql(postgres_url: str) -> None:
 # -- the service ----------------------------------------------------------------------------------
 
 
-def _refused_after(client: TestClient, key: str, since: float) -> float:
-    """Seconds from ``since`` until ``client`` refuses ``key`` (401); it serves it until then."""
+def _refused_within_bound(client: TestClient, key: str, since: float) -> None:
+    """``client`` refuses ``key`` (401) on every request sent later than the bound after ``since``.
+
+    The bound is checked on when each request was sent: a request sent after the bound must be
+    refused, one sent before it may still be served (its answer can arrive after the bound on a
+    loaded machine without breaking the promise).
+    """
     while True:
+        sent = time.monotonic() - since
         status = client.get("/assets", headers=_key(key)).status_code
-        elapsed = time.monotonic() - since
         if status == 401:
-            return elapsed
+            return
         assert status == 200
-        if elapsed > REVOCATION_BOUND_SECONDS + 3:
-            pytest.fail(f"revoked key still served after {elapsed:.1f} s")
+        if sent > REVOCATION_BOUND_SECONDS:
+            pytest.fail(f"revoked key still served on a request sent after {sent:.2f} s")
         time.sleep(0.05)
 
 
@@ -240,7 +245,7 @@ def test_a_revoked_key_is_refused_at_once_here_and_within_the_bound_by_other_wor
         assert body["name"] == "dashboard" and body["revoked_at"]
         assert body["refused_within_seconds"] == REVOCATION_BOUND_SECONDS
         assert here.get("/assets", headers=_key(by_api)).status_code == 401  # at once
-        assert _refused_after(there, by_api, since) <= REVOCATION_BOUND_SECONDS
+        _refused_within_bound(there, by_api, since)
 
         since = time.monotonic()
         revoked = run(
@@ -250,7 +255,7 @@ def test_a_revoked_key_is_refused_at_once_here_and_within_the_bound_by_other_wor
         assert revoked.exit_code == 0, revoked.output
         assert f"within {REVOCATION_BOUND_SECONDS:g} s" in revoked.stdout
         for client in (here, there):
-            assert _refused_after(client, by_cli, since) <= REVOCATION_BOUND_SECONDS
+            _refused_within_bound(client, by_cli, since)
         assert here.get("/assets", headers=_key(admin)).status_code == 200
     verified = (tmp_path / "home" / "keys" / "verified.json").read_text()
     assert hash_key(admin) in verified

@@ -7,11 +7,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from prognos.data.outcomes import life_labels, spec_events
 from prognos.data.simulator import SimulatorConfig, simulate_fleet
 from prognos.data.validation import validate_readings
 from prognos.features import FeaturePipeline
 from prognos.fleet import ASSET, TIME
-from prognos.spark.groups import ARRIVAL, cut_point_rows, feature_rows, valid_group
+from prognos.models.bundle import model_input
+from prognos.spark.groups import (
+    ARRIVAL,
+    LENGTH,
+    LIFE_GROUP,
+    SEQUENCE,
+    cut_point_rows,
+    feature_rows,
+    valid_group,
+)
 from prognos.spark.session import job_error
 from prognos.storage.lake import READING_ID
 
@@ -92,3 +102,55 @@ def test_a_worker_error_is_named_by_its_python_exception() -> None:
         == "prognos.errors.SchemaError: readings lack columns ['sensor_3']"
     )
     assert job_error(RuntimeError("\nJVM died\nmore")) == "JVM died"
+
+
+def test_cut_point_windows_are_the_training_paths_windows(fleet) -> None:
+    readings, pipeline = fleet
+    spec, window = pipeline.fleet, 60
+    # Cuts early enough in life (RUL up to 400) that some windows reach back past the first reading.
+    rows = cut_point_rows(readings, pipeline, spec, cuts=4, max_rul=400.0, seed=2, window=window)
+    valid = validate_readings(readings, spec).valid
+    valid = valid.sort_values([ASSET, TIME]).reset_index(drop=True)
+    position = pd.Series(
+        np.arange(len(valid)), index=pd.MultiIndex.from_frame(valid[[ASSET, TIME]])
+    )
+    at = position.loc[list(zip(rows[ASSET], rows[TIME], strict=True))].to_numpy()
+    expected = model_input(pipeline, valid, window, at)
+    got = np.stack(list(rows[SEQUENCE])).reshape(len(rows), window, -1)
+    assert got.dtype == np.float32 and got.shape == expected.sequences.shape
+    np.testing.assert_array_equal(got, expected.sequences)
+    np.testing.assert_array_equal(rows[LENGTH].to_numpy(), expected.lengths)
+    assert (rows[LENGTH] < window).any(), "some windows are padded"
+    np.testing.assert_array_equal(rows[expected.feature_names].to_numpy(), expected.features)
+
+
+def test_event_log_fleets_are_labelled_as_retraining_labels_them() -> None:
+    data = simulate_fleet(SimulatorConfig(n_assets=6, seed=2, mode="telemetry"))
+    rule = data.spec.labels
+    events = spec_events(
+        data.events, failure_events=rule.failure_events, reset_events=rule.reset_events
+    )
+    valid = validate_readings(data.readings, data.spec).valid.reset_index(drop=True)
+    lives = life_labels(valid, events, horizon=rule.horizon, rul_cap=rule.rul_cap)
+    pipeline = FeaturePipeline(data.spec).fit(valid)
+    kwargs = {"cuts": 5, "max_rul": 150.0, "seed": 3, "events": events}
+    rows = pd.concat(
+        [cut_point_rows(g, pipeline, data.spec, **kwargs) for _, g in data.readings.groupby(ASSET)],
+        ignore_index=True,
+    )
+    assert rows[ASSET].str.contains(":").all() and rows[LIFE_GROUP].nunique() > 1
+    expected = pd.concat(
+        [
+            lives.readings[[ASSET, TIME]],
+            pipeline.transform(lives.readings),
+            lives.labels,
+            lives.groups.rename(LIFE_GROUP).astype(str),
+        ],
+        axis=1,
+    ).merge(rows[[ASSET, TIME]])
+    key = [ASSET, TIME]
+    got = rows.sort_values(key).reset_index(drop=True).astype({LIFE_GROUP: str})
+    pd.testing.assert_frame_equal(
+        got, expected.sort_values(key).reset_index(drop=True)[list(got.columns)]
+    )
+    assert len(got) == got.groupby(ASSET).size().clip(upper=5).sum() > 0

@@ -108,7 +108,8 @@ def build(
     quarantine: Annotated[
         Path | None,
         typer.Option(
-            help="Where quarantined rows go [default: $PROGNOS_HOME/quarantine/<source-stem>.csv]."
+            help="Where quarantined rows go [default: $PROGNOS_HOME/quarantine/<source-stem>.csv; "
+            "--engine spark: a Parquet directory beside the output, <output>.quarantine]."
         ),
     ] = None,
     engine: EngineOption = Engine.pandas,
@@ -121,10 +122,12 @@ def build(
     if engine is Engine.spark:
         from prognos.cli.spark import spark_features
 
-        if events is not None or quarantine is not None:
-            raise DataSourceError("--engine spark takes no --events or --quarantine")
+        if events is not None:
+            raise DataSourceError(
+                "--engine spark takes no --events (on Spark: prognos.spark.jobs.training_set)"
+            )
         spec_yaml = FeatureSpec.from_yaml(features) if features is not None else None
-        spark_features(state, source, spec, spec_yaml, output)
+        spark_features(state, source, spec, spec_yaml, output, quarantine)
         return
     started = time.perf_counter()
     default_output = output is None

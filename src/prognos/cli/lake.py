@@ -1,5 +1,5 @@
-"""``prognos lake export|ls`` (the database's readings in the Parquet lake) and ``prognos data
-snapshot materialise|show`` (a training run's rows rebuilt from the lake)."""
+"""``prognos lake export|compact|ls`` (the database's readings in the Parquet lake) and ``prognos
+data snapshot materialise|show`` (a training run's rows rebuilt from the lake)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from prognos.cli._common import HomeOption, fmt_int, get_state, path_line
 if TYPE_CHECKING:
     from prognos.cli._common import CliState
     from prognos.data.snapshot import SnapshotManifest
+    from prognos.storage.lake_compact import CompactResult
     from prognos.storage.lake_export import ExportResult
 
 app = typer.Typer(
@@ -116,6 +117,43 @@ def export(
     except KeyboardInterrupt:
         stop.set()
         state.err.print("stopped")
+
+
+@app.command("compact")
+def compact(
+    ctx: typer.Context,
+    fleet: Annotated[
+        list[str] | None,
+        typer.Option("--fleet", help="Compact this fleet only (repeatable) [default: every one]."),
+    ] = None,
+    min_files: Annotated[
+        int,
+        typer.Option(
+            "--min-files", min=2, help="Merge a partition's small files once it has this many."
+        ),
+    ] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per fleet.")] = False,
+    lake: LakeOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Merge each date partition's small files (under 64 MiB) into one, one row per (asset,
+    time) as readers keep them. Crash-safe: the merged file is written before the old ones are
+    deleted; snapshots of earlier runs still materialise. Run one at a time."""
+    from prognos.flows.lake import compact_once
+
+    state = _state(ctx, home, lake)
+    results: list[CompactResult] = compact_once(state.settings, fleet or None, min_files=min_files)
+    for result in results:
+        if as_json:
+            typer.echo(json.dumps(result.to_json()))
+            continue
+        state.out.print(
+            f"fleet [bold]{escape(result.fleet)}[/]: {result.partitions} partitions compacted, "
+            f"{fmt_int(result.files_before)} -> {fmt_int(result.files_after)} files",
+            highlight=False,
+        )
+        for reason in result.skipped:
+            state.err.print(f"  left alone: {escape(reason)}", highlight=False)
 
 
 @app.command("ls")

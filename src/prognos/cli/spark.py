@@ -46,11 +46,14 @@ def spark_features(
     spec_file: Path | None,
     feature_spec: FeatureSpec | None,
     output: str | None,
+    quarantine: Path | None = None,
 ) -> None:
-    """Fit the pipeline on the driver, build every asset's features on Spark, write Parquet."""
+    """Fit the pipeline on the driver, build every asset's features on Spark, write Parquet;
+    quarantined rows (with reasons) go to a Parquet directory beside it, as counts say."""
     from prognos.data.sources import parse_source
     from prognos.fleet import FleetSpec
     from prognos.spark import jobs
+    from prognos.spark.quarantine import write_features
     from prognos.spark.session import spark_session
     from prognos.spark.sources import read_readings
 
@@ -73,15 +76,28 @@ def spark_features(
                 readings, feature_spec, max_assets=settings.spark_fit_assets, n_assets=n_assets
             )
         )
-    with state.err.status("Building features on Spark"):
-        matrix = jobs.build_features(
-            spark,
-            readings,
-            pipeline,
-            assets_per_group=settings.spark_assets_per_group,
-            n_assets=n_assets,
+    held = str(quarantine) if quarantine is not None else f"{path.rstrip('/')}.quarantine"
+    with state.err.status("Validating and building features on Spark"):
+        written = _run(
+            lambda: write_features(
+                spark,
+                readings,
+                pipeline,
+                path,
+                held,
+                assets_per_group=settings.spark_assets_per_group,
+                n_assets=n_assets,
+            )
         )
-        _run(lambda: matrix.write.mode("overwrite").parquet(path))
+    line = (
+        f"validated {fmt_int(written.total_rows)} rows: {fmt_int(written.valid_rows)} valid, "
+        f"{fmt_int(written.quarantined_rows)} quarantined"
+    )
+    if written.quarantine_path is not None:
+        rules = ", ".join(f"{rule} {fmt_int(n)}" for rule, n in written.by_rule.items())
+        path_line(state.out, f"{line} ({rules}) ->", written.quarantine_path)
+    else:
+        state.out.print(line)
     fitted_on = "every asset" if n_assets <= settings.spark_fit_assets else "a sample"
     master = spark.conf.get("spark.master", "?") or "?"
     state.out.print(

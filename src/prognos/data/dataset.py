@@ -29,3 +29,19 @@ class FleetData:
     @property
     def n_assets(self) -> int:
         return int(self.readings["asset_id"].nunique())
+
+
+def labelled_by_events(spec: FleetSpec) -> FleetSpec:
+    """The spec with labels from an event log: when one is given, labels come from it, whatever
+    shape the spec was written with."""
+    if spec.labels.shape == "event_log":
+        return spec
+    return spec.model_copy(update={"labels": spec.labels.model_copy(update={"shape": "event_log"})})
+
+
+def is_run_to_failure(stated: object, spec: FleetSpec, has_events: bool) -> bool:
+    """Whether every asset's history ends in its failure: as the fleet's meta states it, else
+    what the label shape implies (an event log says the fleet is not run to failure)."""
+    if isinstance(stated, bool):
+        return stated
+    return not has_events and spec.labels.shape == "run_to_failure"

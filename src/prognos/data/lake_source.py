@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 
 import pandas as pd
 
-from prognos.data.dataset import FleetData
+from prognos.data.dataset import FleetData, is_run_to_failure, labelled_by_events
 from prognos.errors import LakeError, SchemaError
 from prognos.fleet import TIME, FleetSpec
 from prognos.storage.lake import (
@@ -30,6 +30,7 @@ from prognos.storage.lake import (
     dedupe,
     open_lake,
 )
+from prognos.storage.lake_compact import read_as_written
 
 __all__ = [
     "LakeQuery",
@@ -98,10 +99,11 @@ def lake_spec(lake: Lake, fleet: str) -> FleetSpec | None:
     return None if kept is None else FleetSpec.model_validate(kept)
 
 
-def lake_readings(lake: Lake, files: list[str]) -> pd.DataFrame:
+def lake_readings(lake: Lake, files: list[str], *, as_written: bool = False) -> pd.DataFrame:
     """These files' readings, one per (asset, time), sorted: asset_id, time (int64), channels,
-    received_at, reading_id (``fleet``/``date`` dropped)."""
-    table = lake.read_files(files)
+    received_at, reading_id (``fleet``/``date`` dropped). ``as_written``: the rows the files
+    held when written, also where compaction has merged them since (a snapshot's files)."""
+    table = read_as_written(lake, files) if as_written else lake.read_files(files)
     frame = table.drop_columns([c for c in ("fleet", "date") if c in table.column_names])
     return dedupe(frame.to_pandas())
 
@@ -149,12 +151,10 @@ def load_lake(
         event_log = read_events(
             events, asset_column=spec.asset_column, time_column=spec.time_column
         )
-        if spec.labels.shape != "event_log":
-            labels = spec.labels.model_copy(update={"shape": "event_log"})
-            spec = spec.model_copy(update={"labels": labels})
-    run_to_failure = lake.meta(fleet).get("run_to_failure")
-    if not isinstance(run_to_failure, bool):
-        run_to_failure = event_log is None and spec.labels.shape == "run_to_failure"
+        spec = labelled_by_events(spec)
+    run_to_failure = is_run_to_failure(
+        lake.meta(fleet).get("run_to_failure"), spec, has_events=event_log is not None
+    )
     readings = canonical_readings(frame, spec, f"lake {query.url} fleet {fleet!r}")
     located = LakeQuery(url=query.url, fleet=fleet, start=query.start, end=query.end)
     return FleetData(

@@ -47,6 +47,7 @@ __all__ = [
     "events_from_feedback",
     "life_labels",
     "listed",
+    "spec_events",
 ]
 
 EVENT_COLUMNS = [ASSET, TIME, "event"]
@@ -159,6 +160,22 @@ def listed(values: Sequence[object] | NDArray[np.generic], most: int = 5) -> str
     items = [str(v) for v in values]
     more = f" (and {len(items) - most} more)" if len(items) > most else ""
     return ", ".join(items[:most]) + more
+
+
+def spec_events(
+    events: pd.DataFrame, *, failure_events: Sequence[str], reset_events: Sequence[str]
+) -> pd.DataFrame:
+    """A source's event log in its spec's names as lives' events: the spec's failure events
+    become "failure", its reset events "repair", other events are dropped and an event repeated
+    (same asset, time and kind) is kept once. Retraining and the Spark training set both label
+    an event-log fleet through this, then :func:`life_labels`."""
+    kind = np.select(
+        [events["event"].isin(failure_events), events["event"].isin(reset_events)],
+        ["failure", "repair"],
+        "",
+    )
+    mapped = events.assign(event=kind)
+    return mapped[mapped["event"] != ""].drop_duplicates([ASSET, TIME, "event"])
 
 
 # ----------------------------------------------------------------------------------- lives

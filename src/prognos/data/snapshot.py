@@ -17,9 +17,10 @@ versions, and whose 64 bits per row would be summed or concatenated in some orde
 
 A run trained from ``lake:`` also gets a manifest, the run's ``snapshot.json`` artifact: the
 lake, fleet, date filter, the exact files read and the spec. (Kept with the run, not in the
-lake: the lake stays data written by the exporter only, which a DVC stage can own.) Lake files
-are immutable, so :func:`materialise` reads those files again and gets the same rows, whatever
-was appended to the lake since, and checks the hash.
+lake: the lake stays data written by the exporter and compaction only, which a DVC stage can
+own.) Lake files are immutable, so :func:`materialise` reads those files again and gets the same
+rows, whatever was appended to the lake since, and checks the hash; a file compaction merged
+away is read back from the merged file by the reading ids the compaction log keeps for it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from prognos.data.lake_source import canonical_readings, lake_readings
 from prognos.errors import LakeError, SnapshotMismatchError
 from prognos.fleet import ASSET, TIME, FleetSpec
 from prognos.storage.lake import Lake
+from prognos.storage.lake_compact import missing_files
 
 __all__ = ["SnapshotManifest", "materialise", "read_manifest", "snapshot_hash"]
 
@@ -175,14 +177,14 @@ def materialise(lake: Lake, manifest: SnapshotManifest) -> FleetData:
     """The rows of a snapshot, rebuilt from the files its manifest lists (in ``lake``, which may
     be a copy of the lake the run read: the paths are relative) and checked against its hash
     (:class:`SnapshotMismatchError` when a file is gone or the rows differ)."""
-    gone = [f for f in manifest.files if not lake.fs.exists(lake.path(f))]
+    gone = missing_files(lake, manifest.files)
     if gone:
         raise SnapshotMismatchError(
             f"snapshot {manifest.hash}: {len(gone)} of its files are gone from {lake.url} "
             f"(first {gone[0]})"
         )
     spec = FleetSpec.model_validate(manifest.spec)
-    frame = lake_readings(lake, manifest.files)
+    frame = lake_readings(lake, manifest.files, as_written=True)
     readings = canonical_readings(frame, spec, f"snapshot {manifest.hash}")
     rebuilt = snapshot_hash(readings, spec)
     if rebuilt != manifest.hash:

@@ -32,7 +32,7 @@ import yaml
 from pandas.api.types import is_datetime64_any_dtype, is_numeric_dtype
 from pydantic import ValidationError
 
-from prognos.data.dataset import FleetData
+from prognos.data.dataset import FleetData, is_run_to_failure, labelled_by_events
 from prognos.errors import DataSourceError, SchemaError
 from prognos.fleet import ASSET, CMAPSS_COLUMNS, TIME, FleetSpec, LabelSpec, SensorSpec, cmapss_spec
 
@@ -179,16 +179,12 @@ def _load_table(
         )
     if spec is None:
         spec = infer_spec(raw, name=path.name.split(".")[0], event_log=event_log is not None)
-    elif event_log is not None and spec.labels.shape != "event_log":
-        # An event log is given: labels come from it, whatever shape the spec was written with.
-        spec = spec.model_copy(
-            update={"labels": spec.labels.model_copy(update={"shape": "event_log"})}
-        )
+    elif event_log is not None:
+        spec = labelled_by_events(spec)
     readings, extras = _apply_spec(raw, spec, path)
-    meta = _read_meta(side.meta)
-    run_to_failure = meta.get("run_to_failure")
-    if not isinstance(run_to_failure, bool):
-        run_to_failure = event_log is None and spec.labels.shape == "run_to_failure"
+    run_to_failure = is_run_to_failure(
+        _read_meta(side.meta).get("run_to_failure"), spec, has_events=event_log is not None
+    )
     return FleetData(
         readings=readings,
         spec=spec,

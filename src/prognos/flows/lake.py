@@ -1,6 +1,7 @@
 """The lake export job: the database's readings appended to the Parquet lake
 (:mod:`prognos.storage.lake_export`), once or every N seconds. ``prognos lake export``, the
-``prognos-lake-export`` Prefect flow and ``prognos stream ingest --lake-every`` call it."""
+``prognos-lake-export`` Prefect flow and ``prognos stream ingest --lake-every`` call it. And
+compaction of the lake's small files (``prognos lake compact``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 from prognos.errors import ConfigError, PrognosError
 from prognos.storage.database import open_database
 from prognos.storage.lake import open_lake
+from prognos.storage.lake_compact import CompactResult, compact_lake
 from prognos.storage.lake_export import ExportResult, export_lake
 
 if TYPE_CHECKING:
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
     from prognos.fleet import FleetSpec
     from prognos.storage import Database
 
-__all__ = ["describe_fleet", "export_every", "export_once"]
+__all__ = ["compact_once", "describe_fleet", "export_every", "export_once"]
 
 log = logging.getLogger(__name__)
 
@@ -97,3 +99,23 @@ def export_every(
     finally:
         db.dispose()
     return total
+
+
+def compact_once(
+    settings: Settings, fleets: list[str] | None = None, *, min_files: int = 10, actor: str = "cli"
+) -> list[CompactResult]:
+    """Merge the small files of the lake's partitions (:mod:`prognos.storage.lake_compact`); a
+    fleet whose files changed is in the audit log as ``lake.compact``."""
+    from prognos.storage import audit
+
+    results = compact_lake(open_lake(settings.lake), fleets, min_files=min_files)
+    changed = [r for r in results if r.partitions]
+    if changed:
+        database = open_database(settings)
+        try:
+            for result in changed:
+                details = {**result.to_json(), "lake": settings.lake}
+                audit.record(database, actor, "lake.compact", result.fleet, details)
+        finally:
+            database.dispose()
+    return results

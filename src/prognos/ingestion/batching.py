@@ -15,10 +15,11 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prognos.errors import StateStoreError
+from prognos.ingestion.predictor import Prediction
 from prognos.ingestion.scoring import ComputeLostError, Kind, NoModelError, Outcome, Scorer
 
 log = logging.getLogger("prognos.serving")
@@ -26,12 +27,18 @@ log = logging.getLogger("prognos.serving")
 
 @dataclass
 class Job:
-    """One request's items: readings to ingest (and score), or assets to score or look up."""
+    """One request's items: readings to ingest (and score), or assets to score or look up.
+
+    ``log``: queue each prediction for the database on the compute thread (see ``on_scored``),
+    with its latency since ``submitted`` (``time.perf_counter``).
+    """
 
     kind: Kind
     items: Sequence[Any]
     explain: bool = True
     future: asyncio.Future[list[Outcome]] | None = None
+    log: bool = False
+    submitted: float = field(default_factory=time.perf_counter)
 
 
 def raise_unavailable(outcomes: Sequence[Outcome]) -> None:
@@ -55,6 +62,7 @@ class Batcher:
         max_items: int = 512,
         on_batch: Callable[[int, float], None] | None = None,
         on_accepted: Callable[[Mapping[str, Any], str, int], None] | None = None,
+        on_scored: Callable[[Prediction, float], None] | None = None,
         on_lost: Callable[[], None] | None = None,
         on_unready: Callable[[], None] | None = None,
     ) -> None:
@@ -67,6 +75,12 @@ class Batcher:
         # happen on one thread before anything else (see start_journal).
         self._on_accepted = on_accepted
         self._journal: list[Mapping[str, Any]] | None = None
+        # Called on the compute thread for each prediction of a ``log`` job, with its latency
+        # (ms), after the batch's readings were queued: the service queues the prediction's log
+        # row here rather than on the event loop once the request resumes, so that a request's
+        # reading and prediction reach the writer together (one commit, not two, when load is
+        # light) and the event loop has less to do.
+        self._on_scored = on_scored
         # Called (on the event loop) when the scorer's compute process was found gone.
         self._on_lost = on_lost
         # Called (on the event loop) when a batch found the online state not ready (to rebuild).
@@ -87,11 +101,13 @@ class Batcher:
         self._executor.shutdown(wait=True)
 
     async def submit(
-        self, kind: Kind, items: Sequence[Any], *, explain: bool = True
+        self, kind: Kind, items: Sequence[Any], *, explain: bool = True, log: bool = False
     ) -> list[Outcome]:
+        """The items' outcomes; with ``log``, each prediction is also queued for the database
+        (``on_scored``) and its ``latency_ms`` set."""
         if self._queue is None:
             raise RuntimeError("Batcher.start() was not awaited")
-        job = Job(kind, items, explain, asyncio.get_running_loop().create_future())
+        job = Job(kind, items, explain, asyncio.get_running_loop().create_future(), log)
         await self._queue.put(job)
         assert job.future is not None
         return await job.future
@@ -155,6 +171,27 @@ class Batcher:
                     self._on_accepted(reading, asset, when)
                 except Exception:  # the state has it; failing the request now would not undo that
                     log.exception("accepted reading of %s could not be queued for storage", asset)
+        self._log_predictions(jobs, result.outcomes)
         if self._on_batch is not None:
             self._on_batch(sum(len(j.items) for j in jobs), time.perf_counter() - start)
         return result.outcomes, result.ready
+
+    def _log_predictions(self, jobs: list[Job], outcomes: list[list[Outcome]]) -> None:
+        if self._on_scored is None:
+            return
+        now = time.perf_counter()
+        for job, row in zip(jobs, outcomes, strict=True):
+            if not job.log:
+                continue
+            latency = (now - job.submitted) * 1000.0
+            for outcome in row:
+                if outcome.prediction is None:
+                    continue
+                outcome.latency_ms = latency
+                try:
+                    self._on_scored(outcome.prediction, latency)
+                except Exception as exc:  # not logged, so not answered either (HTTP 500)
+                    log.exception(
+                        "prediction for %s could not be logged", outcome.prediction.asset_id
+                    )
+                    outcome.prediction, outcome.error = None, exc

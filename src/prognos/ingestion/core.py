@@ -129,6 +129,7 @@ class IngestionCore:
             lambda: self.scorer,
             on_batch=self.on_batch,
             on_accepted=self._store_reading,
+            on_scored=self.log_prediction,
             on_lost=self._wake.set,
             on_unready=self._wake.set,
         )
@@ -424,7 +425,10 @@ class IngestionCore:
         return outcomes
 
     def log_prediction(self, prediction: Prediction, latency_ms: float) -> None:
-        """Queue a served prediction for the database (durable at the next acknowledge)."""
+        """Queue a served prediction for the database (durable at the next acknowledge).
+
+        Thread-safe: the batcher calls it on the compute thread for jobs submitted with ``log``.
+        """
         if self.on_prediction is not None:
             self.on_prediction(prediction)
         if self.writer is not None:

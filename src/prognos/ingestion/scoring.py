@@ -133,6 +133,7 @@ class Outcome:
     error: Exception | None = None
     model_version: str | None = None
     state: AssetSummary | None = None
+    latency_ms: float | None = None  # set when the batcher logged the prediction
 
 
 # One request's work as a scorer takes it: (kind, items, explain). Items are readings (dicts) for

@@ -33,7 +33,7 @@ class Runtime:
         self.core = IngestionCore(
             self.settings,
             on_batch=telemetry.on_batch,
-            on_prediction=lambda p: telemetry.predictions.labels(p.risk_level).inc(),
+            on_prediction=lambda p: telemetry.count_prediction(p.risk_level),
             on_model=telemetry.set_model,
         )
 

@@ -8,6 +8,7 @@ under the home, unless already set to a shared empty one): ``/metrics`` then add
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -96,6 +97,11 @@ class Telemetry:
             multiprocess_mode="livesum",
         )  # fmt: skip
         self._shadow_seen = {"scored": 0, "dropped": 0}
+        # Each request's series by (endpoint, method, status): ``labels()`` validates and locks
+        # on every call (~10 µs a request on this machine); the set of keys is bounded by the
+        # routes.
+        self._series: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
+        self._by_risk: dict[str, Any] = {}
 
     def sync_shadow(self, totals: dict[str, int], queued: int) -> None:
         """Bring the shadow counters up to ``totals`` (the shadow's counts since start-up)."""
@@ -114,6 +120,13 @@ class Telemetry:
         self.model.clear()
         self.model.labels(name, version).set(1)
         self._model_labels = (name, version)
+
+    def count_prediction(self, risk_level: str) -> None:
+        """One prediction served (its series cached as :meth:`record`'s are)."""
+        counter = self._by_risk.get(risk_level)
+        if counter is None:
+            counter = self._by_risk[risk_level] = self.predictions.labels(risk_level)
+        counter.inc()
 
     def on_batch(self, items: int, seconds: float) -> None:
         self.batch_size.observe(items)
@@ -143,7 +156,16 @@ class Telemetry:
     def record(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         """One finished request, by route template (``/assets/{asset_id}``), not raw path: one
         series per route whatever ids clients send."""
-        self.latency.labels(endpoint).observe(seconds)
-        self.requests.labels(endpoint, method, str(status)).inc()
-        if status >= 400:
-            self.errors.labels(endpoint, str(status)).inc()
+        series = self._series.get((endpoint, method, status))
+        if series is None:
+            series = (
+                self.latency.labels(endpoint),
+                self.requests.labels(endpoint, method, str(status)),
+                self.errors.labels(endpoint, str(status)) if status >= 400 else None,
+            )
+            self._series[(endpoint, method, status)] = series
+        latency, requests, errors = series
+        latency.observe(seconds)
+        requests.inc()
+        if errors is not None:
+            errors.inc()

@@ -1,42 +1,35 @@
 """The batch jobs on Spark: fit the pipeline on the driver, then features, fleet scoring and the
-cut-point training set per group of whole assets (``groupBy(...).applyInPandas``).
-
-Groups are buckets of whole assets (a hash of the asset id), not single assets: a group is
-built in one vectorised pandas call (1,000 assets as 1,000 calls took 150 s, as 4 groups 76 s:
-``bench/bench_spark.py --grouping``). The fitted pipeline or bundle goes to the workers as a
-broadcast variable (classic Spark) or inside the function (Spark Connect, which has none).
+cut-point training set per group of whole assets (``groupBy(...).applyInPandas``, grouped as
+:mod:`prognos.spark.plan` says). The quarantine of a features job is
+:mod:`prognos.spark.quarantine`'s.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from prognos.errors import LabelError
 from prognos.fleet import ASSET, TIME
 from prognos.spark.groups import (
-    ARRIVAL,
     LABELS,
-    SOURCE_FILE,
+    LENGTH,
+    LIFE_GROUP,
+    SEQUENCE,
     cut_point_rows,
     feature_rows,
     prediction_rows,
     valid_group,
 )
+from prognos.spark.plan import HASH_SPAN, asset_hash, grouped, inputs, key_types, schema, shipped
 from prognos.spark.sources import SparkReadings
-from prognos.storage.lake import READING_ID
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, SparkSession
-    from pyspark.sql.types import DataType, StructType
+    from pyspark.sql import DataFrame, SparkSession
 
     from prognos.features import FeaturePipeline, FeatureSpec
     from prognos.models.bundle import ModelBundle
-
-T = TypeVar("T")
-_HASH_SPAN = 1_000_000
 
 
 def count_assets(readings: SparkReadings) -> int:
@@ -46,10 +39,12 @@ def count_assets(readings: SparkReadings) -> int:
 
 def sample_assets(frame: DataFrame, fraction: float, seed: int = 0) -> DataFrame:
     """Rows of about ``fraction`` of the assets, chosen by a hash of the asset id: whole assets,
-    the same ones on every run."""
+    the same ones on every run (a training set of lives: whole physical assets, all their
+    lives together)."""
     if fraction >= 1.0:
         return frame
-    return frame.where(_asset_hash(seed) < int(fraction * _HASH_SPAN))
+    column = LIFE_GROUP if LIFE_GROUP in frame.columns else ASSET
+    return frame.where(asset_hash(seed, column) < int(fraction * HASH_SPAN))
 
 
 def fit_pipeline(
@@ -66,7 +61,7 @@ def fit_pipeline(
     from prognos.features import FeaturePipeline
 
     n = count_assets(readings) if n_assets is None else n_assets
-    frame = sample_assets(_inputs(readings), max_assets / max(n, 1))
+    frame = sample_assets(inputs(readings), max_assets / max(n, 1))
     valid = valid_group(frame.toPandas(), readings.fleet)
     return FeaturePipeline(readings.fleet, feature_spec).fit(valid)
 
@@ -84,7 +79,7 @@ def build_features(
     from pyspark.sql.types import DoubleType, LongType, StructField
 
     fleet, labels = readings.fleet, readings.run_to_failure
-    get = _shipped(spark, pipeline)
+    get = shipped(spark, pipeline)
     fields = [StructField(n, DoubleType()) for n in pipeline.feature_names_out_]
     if labels:
         fields += [
@@ -94,8 +89,8 @@ def build_features(
     def run(group: pd.DataFrame) -> pd.DataFrame:
         return feature_rows(group, get(), fleet, labels=labels)
 
-    return _grouped(readings, assets_per_group, n_assets).applyInPandas(
-        run, _schema(readings, fields)
+    return grouped(readings, assets_per_group, n_assets).applyInPandas(
+        run, schema(readings, fields)
     )
 
 
@@ -111,11 +106,11 @@ def score_fleet(
     ``prognos predict``'s columns."""
     from pyspark.sql.types import BooleanType, DoubleType, StructField, StructType
 
-    get, fleet = _shipped(spark, bundle), readings.fleet
-    keys = _schema(readings, [])
+    get, fleet = shipped(spark, bundle), readings.fleet
+    asset, time = key_types(readings)
     fields = [
-        StructField("asset_id", keys[ASSET].dataType),
-        StructField("cycle", keys[TIME].dataType),
+        StructField("asset_id", asset),
+        StructField("cycle", time),
         *(StructField(n, DoubleType()) for n in ("rul", "rul_lower", "rul_upper")),
         StructField("rul_open_above", BooleanType()),
         StructField("failure_probability", DoubleType()),
@@ -125,7 +120,7 @@ def score_fleet(
     def run(group: pd.DataFrame) -> pd.DataFrame:
         return prediction_rows(group, get(), fleet)
 
-    return _grouped(readings, assets_per_group, n_assets).applyInPandas(run, StructType(fields))
+    return grouped(readings, assets_per_group, n_assets).applyInPandas(run, StructType(fields))
 
 
 def training_set(
@@ -138,71 +133,70 @@ def training_set(
     seed: int,
     assets_per_group: int,
     n_assets: int,
+    window: int | None = None,
 ) -> DataFrame:
-    """Features and labels at ``cuts`` random cut points per asset (true RUL at most
-    ``max_rul``): a training set of ``cuts`` rows per asset, whatever the fleet's history."""
-    from pyspark.sql.types import DoubleType, LongType, StructField
+    """Features and labels at ``cuts`` random cut points per training asset (true RUL at most
+    ``max_rul``): a training set of ``cuts`` rows per asset, whatever the fleet's history.
+
+    Labels as the pandas engine trains on them: run to failure, or from the readings' event log
+    (:attr:`SparkReadings.events`) the lives of retraining (``asset_id`` is ``"<asset>:<life>"``,
+    :data:`~prognos.spark.groups.LIFE_GROUP` its asset). ``window`` adds the network's input at
+    each cut: ``sequence`` (window x channels float32, flattened row by row) and ``length``.
+    """
+    from pyspark.sql.types import (
+        ArrayType,
+        DoubleType,
+        FloatType,
+        LongType,
+        StringType,
+        StructField,
+        StructType,
+    )
 
     fleet = readings.fleet
-    get = _shipped(spark, pipeline)
-    fields = [StructField(n, DoubleType()) for n in pipeline.feature_names_out_]
-    fields += [
-        StructField(n, LongType() if t == "bigint" else DoubleType()) for n, t in LABELS.items()
+    events = _life_events(readings)
+    get = shipped(spark, pipeline)
+    get_events = shipped(spark, events)
+    asset, time = key_types(readings)
+    fields = [
+        StructField(ASSET, asset if events is None else StringType()),
+        StructField(TIME, time),
+        *(StructField(n, DoubleType()) for n in pipeline.feature_names_out_),
+        *(StructField(n, LongType() if t == "bigint" else DoubleType()) for n, t in LABELS.items()),
     ]
+    if events is not None:
+        fields.append(StructField(LIFE_GROUP, StringType()))
+    if window is not None:
+        fields.append(StructField(SEQUENCE, ArrayType(FloatType(), containsNull=False)))
+        fields.append(StructField(LENGTH, LongType()))
 
     def run(group: pd.DataFrame) -> pd.DataFrame:
-        return cut_point_rows(group, get(), fleet, cuts=cuts, max_rul=max_rul, seed=seed)
+        return cut_point_rows(
+            group,
+            get(),
+            fleet,
+            cuts=cuts,
+            max_rul=max_rul,
+            seed=seed,
+            events=get_events(),
+            window=window,
+        )
 
-    return _grouped(readings, assets_per_group, n_assets).applyInPandas(
-        run, _schema(readings, fields)
+    return grouped(readings, assets_per_group, n_assets).applyInPandas(run, StructType(fields))
+
+
+def _life_events(readings: SparkReadings) -> pd.DataFrame | None:
+    """The event log in lives' terms (None for run-to-failure fleets); a fleet with neither
+    cannot be labelled."""
+    from prognos.data.outcomes import spec_events
+
+    if readings.run_to_failure:
+        return None
+    if readings.events is None:
+        raise LabelError(
+            f"{readings.source} neither runs to failure nor has an event log: it cannot be labelled"
+        )
+    rule = readings.fleet.labels
+    return spec_events(
+        readings.events, failure_events=rule.failure_events, reset_events=rule.reset_events
     )
-
-
-# -- plumbing -----------------------------------------------------------------------------------
-
-
-def _asset_hash(seed: int) -> Column:
-    from pyspark.sql import functions as sf
-
-    return sf.pmod(sf.xxhash64(sf.col(ASSET).cast("string"), sf.lit(seed)), sf.lit(_HASH_SPAN))
-
-
-def _inputs(readings: SparkReadings) -> DataFrame:
-    """Only the columns a group needs: the fleet's, and the order or dedup key."""
-    columns = readings.frame.columns
-    keep = [c for c in readings.fleet.columns if c in columns]
-    keep += [c for c in (SOURCE_FILE, ARRIVAL, READING_ID) if c in columns]
-    return readings.frame.select(*keep)
-
-
-def _grouped(readings: SparkReadings, assets_per_group: int, n_assets: int) -> Any:
-    """Groups of about ``assets_per_group`` whole assets (one asset each when it is 1)."""
-    from pyspark.sql import functions as sf
-
-    frame = _inputs(readings)
-    if assets_per_group <= 1:
-        return frame.groupBy(ASSET)
-    buckets = max(1, math.ceil(n_assets / assets_per_group))
-    return frame.groupBy(sf.pmod(sf.xxhash64(sf.col(ASSET).cast("string")), sf.lit(buckets)))
-
-
-def _schema(readings: SparkReadings, fields: list[Any]) -> StructType:
-    """``asset_id`` and ``time`` as the groups return them, then ``fields``."""
-    from pyspark.sql.types import StructField, StructType, TimestampType
-
-    source = readings.frame.schema
-    time_type: DataType = source[TIME].dataType
-    if readings.fleet.time_kind == "timestamp":
-        time_type = TimestampType()  # the lake stores int64 ns; groups return datetimes
-    return StructType(
-        [StructField(ASSET, source[ASSET].dataType), StructField(TIME, time_type), *fields]
-    )
-
-
-def _shipped(spark: SparkSession, value: T) -> Callable[[], T]:
-    """How a task gets ``value``: a broadcast variable (sent once per executor and cached by
-    its Python workers) in classic Spark; in the function's closure under Spark Connect."""
-    if type(spark).__module__.startswith("pyspark.sql.connect"):
-        return lambda: value
-    broadcast = spark.sparkContext.broadcast(value)
-    return lambda: broadcast.value

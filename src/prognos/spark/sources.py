@@ -3,7 +3,8 @@ driver), anything else loaded by prognos on the driver and handed over.
 
 The rows keep the source's columns; :func:`prognos.spark.groups.valid_group` turns each group
 into canonical, deduplicated, validated readings with the pandas engine's own code, so both
-engines see the same rows.
+engines see the same rows. An event log (``events=``, or a ``parquet:`` source's sidecar) is
+small and read on the driver, as the pandas engine reads it.
 """
 
 from __future__ import annotations
@@ -12,47 +13,60 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prognos.data.sources import infer_spec, parse_source, sidecars
+import numpy as np
+
+from prognos.data.sources import infer_spec, parse_source, read_events, sidecars
 from prognos.errors import DataSourceError, LakeError
-from prognos.fleet import FleetSpec
+from prognos.fleet import ASSET, TIME, FleetSpec
 from prognos.spark.groups import ARRIVAL, SOURCE_FILE
 
 if TYPE_CHECKING:
+    import pandas as pd
     from pyspark.sql import DataFrame, SparkSession
 
 
 @dataclass(frozen=True)
 class SparkReadings:
     """A fleet's readings in Spark: the frame (source columns plus :data:`ARRIVAL`), the spec
-    that makes them canonical, and whether trajectories run to failure (labels)."""
+    that makes them canonical, whether trajectories run to failure, and the event log (pandas,
+    canonical columns) when labels come from one. ``positioned``: :data:`ARRIVAL` is already
+    each row's position in the pandas engine's readings (a source loaded on the driver)."""
 
     frame: DataFrame
     fleet: FleetSpec
     run_to_failure: bool
     source: str
+    events: pd.DataFrame | None = None
+    positioned: bool = False
 
 
-def read_readings(spark: SparkSession, source: str, spec: FleetSpec | None = None) -> SparkReadings:
+def read_readings(
+    spark: SparkSession,
+    source: str,
+    spec: FleetSpec | None = None,
+    events: str | Path | None = None,
+) -> SparkReadings:
     """``lake:`` and ``parquet:`` read by Spark; ``cmapss:``, ``csv:`` and ``sim:`` loaded on the
-    driver (they are single files or generated) and distributed."""
-    from pyspark.sql import functions as sf
-
+    driver (they are single files or generated) and distributed. ``events``: an event-log CSV,
+    as ``load_source`` takes it (labels then come from it)."""
     kind, path = parse_source(source)
     if kind == "lake":
-        return _read_lake(spark, source, path, spec)
+        return _read_lake(spark, source, path, spec, events)
     if kind == "parquet":
-        return _read_parquet(spark, source, Path(path), spec)
+        return _read_parquet(spark, source, Path(path), spec, events)
     from prognos.data.sources import load_source
 
-    data = load_source(source, spec=spec)
-    frame = spark.createDataFrame(data.readings).withColumn(
-        ARRIVAL, sf.monotonically_increasing_id()
+    data = load_source(source, spec=spec, events=events)
+    # Row order is the loaded frame's: its positions are the rows' numbers (quarantine's `row`).
+    rows = data.readings.reset_index(drop=True).assign(**{ARRIVAL: np.arange(len(data.readings))})
+    frame = spark.createDataFrame(rows)
+    return SparkReadings(
+        frame, data.spec, data.run_to_failure, source, events=data.events, positioned=True
     )
-    return SparkReadings(frame, data.spec, data.run_to_failure, source)
 
 
 def _read_parquet(
-    spark: SparkSession, source: str, path: Path, spec: FleetSpec | None
+    spark: SparkSession, source: str, path: Path, spec: FleetSpec | None, events: str | Path | None
 ) -> SparkReadings:
     import pandas as pd
     from pyspark.sql import functions as sf
@@ -62,9 +76,21 @@ def _read_parquet(
     side = sidecars(path)
     if spec is None and side.spec.exists():
         spec = FleetSpec.from_yaml(side.spec)
+    events_path = Path(events) if events is not None else side.events
+    event_log = None
+    if events is not None or side.events.exists():
+        event_log = read_events(
+            events_path,
+            asset_column=spec.asset_column if spec else ASSET,
+            time_column=spec.time_column if spec else TIME,
+        )
     if spec is None:
         first = sorted(path.glob("*.parquet"))[0] if path.is_dir() else path
-        spec = infer_spec(pd.read_parquet(first), name=path.name.split(".")[0])
+        spec = infer_spec(
+            pd.read_parquet(first), name=path.name.split(".")[0], event_log=event_log is not None
+        )
+    elif event_log is not None:
+        spec = _event_log_spec(spec)
     # The data files only (a directory holds its sidecars too), as the pandas engine reads them.
     files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
     if not files:
@@ -88,17 +114,24 @@ def _read_parquet(
         )
         frame = frame.join(sf.broadcast(ranks), "_name")
     frame = frame.drop("_name")
-    run_to_failure = spec.labels.shape == "run_to_failure" and not side.events.exists()
+    run_to_failure = spec.labels.shape == "run_to_failure" and event_log is None
     if side.meta.exists():
         import yaml
 
         meta = yaml.safe_load(side.meta.read_text()) or {}
         run_to_failure = bool(meta.get("run_to_failure", run_to_failure))
-    return SparkReadings(frame, spec, run_to_failure, source)
+    return SparkReadings(frame, spec, run_to_failure, source, events=event_log)
+
+
+def _event_log_spec(spec: FleetSpec) -> FleetSpec:
+    """An event log is given: labels come from it, whatever shape the spec was written with."""
+    if spec.labels.shape == "event_log":
+        return spec
+    return spec.model_copy(update={"labels": spec.labels.model_copy(update={"shape": "event_log"})})
 
 
 def _read_lake(
-    spark: SparkSession, source: str, path: str, spec: FleetSpec | None
+    spark: SparkSession, source: str, path: str, spec: FleetSpec | None, events: str | Path | None
 ) -> SparkReadings:
     from prognos.data.lake_source import lake_readings, lake_spec, parse_lake
     from prognos.storage.lake import METADATA_COLUMNS, open_lake
@@ -116,12 +149,18 @@ def _read_lake(
     if spec is None:
         sample = lake_readings(lake, files[:1]).drop(columns=list(METADATA_COLUMNS))
         spec = infer_spec(sample, name=fleet)
+    event_log = None
+    if events is not None:
+        event_log = read_events(
+            events, asset_column=spec.asset_column, time_column=spec.time_column
+        )
+        spec = _event_log_spec(spec)
     run_to_failure = lake.meta(fleet).get("run_to_failure")
     if not isinstance(run_to_failure, bool):
-        run_to_failure = spec.labels.shape == "run_to_failure"
+        run_to_failure = event_log is None and spec.labels.shape == "run_to_failure"
     local = "://" not in query.url
     # Spark reads the files the lake lists (date pruning already done by path); an object
     # store needs its Hadoop connector on the cluster (s3a://, gs://, abfss://).
     paths = [lake.path(f) if local else f"{query.url.rstrip('/')}/{f}" for f in files]
     frame = spark.read.option("mergeSchema", "true").parquet(*paths)
-    return SparkReadings(frame, spec, run_to_failure, source)
+    return SparkReadings(frame, spec, run_to_failure, source, events=event_log)

@@ -21,13 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from pandas.api.types import is_datetime64_any_dtype
 
 from prognos.config import Settings
 from prognos.data.labels import run_to_failure_labels
-from prognos.data.outcomes import events_from_feedback, life_labels
+from prognos.data.outcomes import events_from_feedback, life_labels, spec_events
 from prognos.data.sources import load_source, parse_source
 from prognos.data.validation import RuleCount, ValidationReport, validate_readings
 from prognos.errors import DataSourceError, DataValidationError, LabelError
@@ -229,17 +228,9 @@ def _original(source: str, spec: FleetSpec, *, horizon: float, rul_cap: float) -
         groups = readings[ASSET]
     elif data.events is not None:
         rule = spec.labels
-        events = data.events.assign(
-            event=np.select(
-                [
-                    data.events["event"].isin(rule.failure_events),
-                    data.events["event"].isin(rule.reset_events),
-                ],
-                ["failure", "repair"],
-                "",
-            )
+        events = spec_events(
+            data.events, failure_events=rule.failure_events, reset_events=rule.reset_events
         )
-        events = events[events["event"] != ""].drop_duplicates([ASSET, TIME, "event"])
         lives = life_labels(valid, events, horizon=horizon, rul_cap=rul_cap)
         readings = lives.readings.assign(**{ASSET: "orig:" + lives.readings[ASSET].astype(str)})
         labels, groups = lives.labels, "orig:" + lives.groups.astype(str)
