@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 pytestmark = [
+    pytest.mark.slow,  # Spark jobs: seconds each even on a warm session
     pytest.mark.filterwarnings("ignore:PySpark does not yet fully support:FutureWarning"),
     pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning"),
 ]
@@ -77,16 +78,8 @@ def test_features_build_on_spark_quarantines_what_pandas_does(
     spark: SparkSession, tmp_path: Path
 ) -> None:
     data = _planted()
-    fleet = tmp_path / "fleet"
-    write_source(data, f"parquet:{fleet}/")
-    # Two files in name order, in row groups of 40 read as separate splits (one partition
-    # each): the row numbers run across files and partitions as pandas counts them.
-    table = pq.read_table(fleet / "part-0.parquet")
-    (fleet / "part-0.parquet").unlink()
-    half = table.num_rows // 2
-    pq.write_table(table.slice(0, half), fleet / "a.parquet", row_group_size=40)
-    pq.write_table(table.slice(half), fleet / "b.parquet", row_group_size=40)
-    expected = validate_readings(load_source(f"parquet:{fleet}").readings, data.spec)
+    source = _parquet(data, tmp_path / "fleet")
+    expected = validate_readings(load_source(source).readings, data.spec)
     report = expected.report
     assert {c.rule for c in report.by_rule} == {
         "missing",
@@ -94,22 +87,16 @@ def test_features_build_on_spark_quarantines_what_pandas_does(
         "out_of_order",
         "out_of_range",
     }
-
     out = tmp_path / "features"
     # A few features (the matrix is not what is checked here): a wide one is slower to write.
     small = tmp_path / "features.yaml"
     small.write_text(
         "windows: [5]\naggregations: [mean]\nlags: [1]\nrate_of_change: []\newma_spans: []\n"
     )
-    spark.conf.set("spark.sql.files.maxPartitionBytes", "4096")
-    try:
-        result = run(
-            "--home", tmp_path, "features", "build", f"parquet:{fleet}", "--engine", "spark",
-            "--features", small, "-o", f"parquet:{out}", env=LOCAL,
-        )  # fmt: skip
-        assert spark.read.parquet(str(fleet)).rdd.getNumPartitions() > 2
-    finally:
-        spark.conf.unset("spark.sql.files.maxPartitionBytes")
+    result = run(
+        "--home", tmp_path, "features", "build", source, "--engine", "spark",
+        "--features", small, "-o", f"parquet:{out}", env=LOCAL,
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     rules = ", ".join(f"{c.rule} {c.rows}" for c in report.by_rule)
     line = (
@@ -121,25 +108,47 @@ def test_features_build_on_spark_quarantines_what_pandas_does(
     assert len(pd.read_parquet(out)) == report.valid_rows
 
 
-@pytest.mark.parametrize("kind", ["csv", "lake"])
+@pytest.mark.parametrize("kind", ["parquet", "csv", "lake"])
 def test_quarantine_rows_are_numbered_as_the_source_reads_them(
     spark: SparkSession, tmp_path: Path, kind: str
 ) -> None:
-    from prognos.spark.quarantine import quarantine, rule_counts
+    from prognos.spark.quarantine import quarantine, quarantine_counts
     from prognos.spark.sources import read_readings
 
     data = _planted(seed=9)
-    if kind == "csv":
+    if kind == "parquet":
+        source = _parquet(data, tmp_path / "fleet")
+    elif kind == "csv":
         source = f"csv:{tmp_path / 'fleet.csv'}"
         write_source(data, source)
     else:
         source = _lake(data, tmp_path / "lake")
     expected = validate_readings(load_source(source).readings, data.spec)
-    readings = read_readings(spark, source)
-    held = quarantine(spark, readings, assets_per_group=2, n_assets=3).toPandas()
-    _same_quarantine(held, expected)
-    counts = rule_counts(spark.createDataFrame(held))
-    assert counts == {c.rule: c.rows for c in expected.report.by_rule}
+    # Small splits: each file's row groups are read by partitions of their own, so the numbers
+    # run across files and partitions as pandas counts them.
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "4096")
+    try:
+        readings = read_readings(spark, source)
+        if kind == "parquet":
+            assert readings.frame.rdd.getNumPartitions() > 2
+        held = quarantine(spark, readings, assets_per_group=2, n_assets=3).cache()
+        total, by_rule = quarantine_counts(held)
+        _same_quarantine(held.toPandas(), expected)
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
+    assert total == expected.report.quarantined_rows
+    assert by_rule == {c.rule: c.rows for c in expected.report.by_rule}
+
+
+def _parquet(data: FleetData, folder: Path) -> str:
+    """The fleet as two Parquet files (read in name order), in row groups of 40 rows."""
+    write_source(data, f"parquet:{folder}/")
+    table = pq.read_table(folder / "part-0.parquet")
+    (folder / "part-0.parquet").unlink()
+    half = table.num_rows // 2
+    pq.write_table(table.slice(0, half), folder / "a.parquet", row_group_size=40)
+    pq.write_table(table.slice(half), folder / "b.parquet", row_group_size=40)
+    return f"parquet:{folder}"
 
 
 def _lake(data: FleetData, root: Path) -> str:
