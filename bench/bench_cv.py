@@ -55,7 +55,7 @@ def main() -> None:
     if args.save is not None:
         cv.oof.to_parquet(args.save)
     table = metrics_table(cv, config.costs.missed_failure, config.costs.false_alarm)
-    console.print(f"[bold]{args.subset}[/]: {seconds:.1f} s")
+    console.print(f"[bold]{args.oof.name if args.oof else args.subset}[/]: {seconds:.1f} s")
     for member, fit in cv.fit_seconds.items():
         console.print(f"  cv fit {member}: {fit:.1f} s (all folds)")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

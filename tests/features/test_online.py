@@ -17,7 +17,7 @@ from prognos.errors import (
     UnknownAssetError,
 )
 from prognos.features import FeaturePipeline, MemoryStateStore, OnlineFeatures, RedisStateStore
-from prognos.features.online import AssetState
+from prognos.features.asset_state import AssetState
 from prognos.fleet import cmapss_spec
 
 

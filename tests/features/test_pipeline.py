@@ -194,3 +194,25 @@ def test_features_and_sequences_together_equal_the_separate_calls() -> None:
     expected_seq, expected_lengths = pipeline.sequences(data, 6, rows)
     np.testing.assert_array_equal(seq, expected_seq)
     np.testing.assert_array_equal(lengths, expected_lengths)
+
+
+def test_features_at_a_cut_do_not_see_later_readings(fd002: pd.DataFrame) -> None:
+    """No leakage from the future: each engine's row at a cut equals the row built from its
+    history truncated there, with the default (longest) windows, on a multi-regime fleet."""
+    from prognos.fleet import cmapss_spec
+
+    pipeline = FeaturePipeline(cmapss_spec()).fit(fd002)
+    full = pipeline.transform(fd002)
+    rng = np.random.default_rng(3)
+    last = fd002.groupby("asset_id")["time"].transform("max")
+    cut_at = fd002["asset_id"].map(
+        {a: int(rng.integers(5, m)) for a, m in fd002.groupby("asset_id")["time"].max().items()}
+    )
+    truncated = fd002[fd002["time"] <= cut_at]
+    assert (truncated["time"] < last[truncated.index]).all()
+    cut = pipeline.transform(truncated)
+    rows = (truncated["time"] == cut_at[truncated.index]).to_numpy()
+    np.testing.assert_allclose(
+        cut.to_numpy()[rows], full.loc[truncated.index[rows]].to_numpy(), rtol=1e-9, atol=1e-12
+    )
+    assert max(pipeline.spec_.windows) >= 150 and rows.sum() == fd002["asset_id"].nunique()

@@ -26,7 +26,7 @@ from prognos.ingestion import shadow as shadow_module
 from prognos.ingestion.core import IngestionCore
 from prognos.ingestion.loading import challenger_version, load_model
 from prognos.ingestion.predictor import Predictor
-from prognos.ingestion.shadow import Event, jobs, ordered
+from prognos.ingestion.shadow_jobs import Event, jobs, ordered
 from prognos.registry import pyfunc, versions
 from prognos.registry.tracking import EXPERIMENT, connect
 from prognos.serving.app import create_app

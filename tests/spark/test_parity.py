@@ -65,6 +65,7 @@ def test_cmapss_features_on_spark_equal_pandas(
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "fitted on every asset" in result.stdout
+    assert f"validated {rows:,} rows: {rows:,} valid, 0 quarantined\n" in result.stdout
     got = pd.read_parquet(out)
     expected = build_feature_matrix(data, validate_readings(data.readings, data.spec).valid, None)
     assert len(got) == len(expected.matrix) == rows

@@ -7,6 +7,8 @@ rows narrow (the features' own parity is test_parity's).
 
 from __future__ import annotations
 
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -93,20 +95,38 @@ def test_run_to_failure_windows_on_spark_equal_the_training_paths(spark: SparkSe
     _same(rows, _expected(valid, labels, pipeline, rows[KEY]))
 
 
-def test_event_log_labels_on_spark_equal_retrainings(spark: SparkSession, tmp_path: Path) -> None:
+@pytest.mark.parametrize("log", ["sidecar", "given"])
+def test_event_log_labels_on_spark_equal_retrainings(
+    spark: SparkSession, tmp_path: Path, log: str
+) -> None:
+    from prognos.errors import LabelError
     from prognos.spark import jobs
     from prognos.spark.sources import read_readings
 
     data = simulate_fleet(SimulatorConfig(n_assets=5, seed=3, mode="telemetry"))
-    write_source(data, f"parquet:{tmp_path / 'fleet.parquet'}")  # the event log as its sidecar
-    readings = read_readings(spark, f"parquet:{tmp_path / 'fleet.parquet'}")
-    assert not readings.run_to_failure and readings.events is not None
+    source = f"parquet:{tmp_path / 'fleet.parquet'}"
+    build = partial(
+        jobs.training_set, spark, cuts=8, max_rul=150.0, seed=1, assets_per_group=2, n_assets=5
+    )
     valid = validate_readings(data.readings, data.spec).valid.reset_index(drop=True)
     pipeline = FeaturePipeline(data.spec, SMALL).fit(valid)
-    rows = jobs.training_set(
-        spark, readings, pipeline, cuts=8, max_rul=150.0, seed=1,
-        assets_per_group=2, n_assets=5, window=WINDOW,
-    ).toPandas()  # fmt: skip
+    if log == "sidecar":  # the readings' own event log: the source's sidecar
+        write_source(data, source)
+        readings = read_readings(spark, source)
+        assert not readings.run_to_failure and readings.events is not None
+        given = None
+    else:  # no log of its own: labelled only from the one given, even if said to run to failure
+        write_source(replace(data, events=None), source)
+        readings = read_readings(spark, source)
+        assert readings.events is None
+        with pytest.raises(LabelError, match="cannot be labelled"):
+            build(readings, pipeline)
+        with pytest.raises(LabelError, match=r"lacks column\(s\) \['time'\]"):
+            build(readings, pipeline, events=data.events.drop(columns=TIME))
+        with pytest.raises(LabelError, match="no time"):
+            build(readings, pipeline, events=data.events.assign(**{TIME: np.nan}))
+        readings, given = replace(readings, run_to_failure=True), data.events
+    rows = build(readings, pipeline, window=WINDOW, events=given).toPandas()
     rule = data.spec.labels
     events = spec_events(
         data.events, failure_events=rule.failure_events, reset_events=rule.reset_events

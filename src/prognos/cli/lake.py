@@ -33,11 +33,18 @@ LakeOption = Annotated[
     str | None,
     typer.Option(
         "--lake",
-        help="The lake's root: a path or fsspec URL [default: PROGNOS_LAKE_URL, else "
+        help="The lake's root: a path or fsspec URL \\[default: PROGNOS_LAKE_URL, else "
         "$PROGNOS_HOME/lake].",
         show_default=False,
     ),
 ]
+
+# One definition each for the options the commands share, so their names and help cannot drift.
+FleetsOption = Annotated[
+    list[str] | None,
+    typer.Option("--fleet", help="This fleet only (repeatable) \\[default: every one]."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="One JSON line per fleet.")]
 
 
 def _state(ctx: typer.Context, home: Path | None, lake: str | None) -> CliState:
@@ -50,10 +57,7 @@ def _state(ctx: typer.Context, home: Path | None, lake: str | None) -> CliState:
 @app.command("export")
 def export(
     ctx: typer.Context,
-    fleet: Annotated[
-        list[str] | None,
-        typer.Option("--fleet", help="Export this fleet only (repeatable) [default: every one]."),
-    ] = None,
+    fleet: FleetsOption = None,
     spec: Annotated[
         Path | None,
         typer.Option("--spec", help="FleetSpec YAML kept beside the fleet (needs one --fleet)."),
@@ -76,7 +80,7 @@ def export(
     times: Annotated[
         int | None, typer.Option("--times", help="With --every: stop after N exports.", hidden=True)
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per fleet.")] = False,
+    as_json: JsonOption = False,
     lake: LakeOption = None,
     home: HomeOption = None,
 ) -> None:
@@ -122,17 +126,14 @@ def export(
 @app.command("compact")
 def compact(
     ctx: typer.Context,
-    fleet: Annotated[
-        list[str] | None,
-        typer.Option("--fleet", help="Compact this fleet only (repeatable) [default: every one]."),
-    ] = None,
+    fleet: FleetsOption = None,
     min_files: Annotated[
         int,
         typer.Option(
             "--min-files", min=2, help="Merge a partition's small files once it has this many."
         ),
     ] = 10,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per fleet.")] = False,
+    as_json: JsonOption = False,
     lake: LakeOption = None,
     home: HomeOption = None,
 ) -> None:
@@ -181,11 +182,14 @@ def list_lake(ctx: typer.Context, lake: LakeOption = None, home: HomeOption = No
     state.out.print(table)
 
 
+DigestArgument = Annotated[
+    str, typer.Argument(metavar="HASH", help="The snapshot's hash (>= 8 hex).")
+]
 ManifestOption = Annotated[
     Path | None,
     typer.Option(
         "--manifest",
-        help="The run's snapshot.json [default: found in MLflow by the hash].",
+        help="The run's snapshot.json \\[default: found in MLflow by the hash].",
         show_default=False,
     ),
 ]
@@ -212,7 +216,7 @@ def _manifest(state: CliState, digest: str, manifest: Path | None) -> SnapshotMa
 @snapshot_app.command("materialise")
 def materialise(
     ctx: typer.Context,
-    digest: Annotated[str, typer.Argument(metavar="HASH", help="The snapshot's hash (>= 8 hex).")],
+    digest: DigestArgument,
     output: Annotated[
         str, typer.Option("--output", "-o", help="Where the rows go: parquet:PATH or csv:PATH.")
     ],
@@ -220,7 +224,7 @@ def materialise(
         str | None,
         typer.Option(
             "--lake",
-            help="The lake (or a copy of it) [default: the lake the run read].",
+            help="The lake (or a copy of it) \\[default: the lake the run read].",
             show_default=False,
         ),
     ] = None,
@@ -252,7 +256,7 @@ def materialise(
 @snapshot_app.command("show")
 def show_snapshot(
     ctx: typer.Context,
-    digest: Annotated[str, typer.Argument(metavar="HASH", help="The snapshot's hash (>= 8 hex).")],
+    digest: DigestArgument,
     manifest: ManifestOption = None,
     home: HomeOption = None,
 ) -> None:

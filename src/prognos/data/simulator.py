@@ -10,8 +10,9 @@ The model, per reading of asset *i* at cycle *t* and sensor *j*::
             + damage_it * weight[fault_mode, j] * scale_j + noise * scale_j * N(0, 1)
 
 ``damage`` is 0 until a random onset (a fraction of the life), then grows exponentially to
-exactly 1 at the failure cycle. Only the fault sensors have non-zero weights; the others carry
-regime and noise only, like the flat channels of C-MAPSS.
+exactly 1 at the failure cycle (the lives are drawn in :mod:`prognos.data.simulated_lives`). Only
+the fault sensors have non-zero weights; the others carry regime and noise only, like the flat
+channels of C-MAPSS.
 
 Two seeds: ``design_seed`` fixes the fleet's physics (sensor baselines, regime shifts, fault
 signatures, hence the spec), ``seed`` draws the assets. Two configs that differ only in ``seed``
@@ -36,6 +37,11 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from prognos.data.dataset import FleetData
+from prognos.data.simulated_lives import (
+    fault_mode_names,
+    run_to_failure_rows,
+    telemetry_rows,
+)
 from prognos.fleet import ASSET, TIME, FleetSpec, LabelSpec, SensorSpec, load_yaml_model
 
 __all__ = [
@@ -77,8 +83,6 @@ _SCALE_OF_BASE = (0.01, 0.03)  # degradation scale of a sensor, as a fraction of
 _REGIME_SHIFT_OF_BASE = 0.2  # regime shifts are up to this fraction of the baseline
 _WEIGHT_RANGE = (0.4, 1.0)  # |shift at failure| of a fault sensor, in units of its scale
 _OFFSET_STD = 0.3  # per-asset manufacturing offset, in units of scale, clipped at 3 std
-_ONSET_FRACTION = (0.25, 0.7)  # degradation starts at this fraction of the life
-_CURVATURE = (2.0, 5.0)  # exponent of the damage growth; larger = later, sharper knee
 _DESIGN_SALT = 0x5EED_F1EE7  # keeps the design stream apart from the asset stream
 
 
@@ -191,10 +195,6 @@ def _sensor_names(config: SimulatorConfig) -> list[str]:
     return [f"sensor_{j}" for j in range(1, config.n_sensors + 1)]
 
 
-def _fault_mode_names(config: SimulatorConfig) -> list[str]:
-    return [f"fault_{m}" for m in range(1, config.fault_modes + 1)]
-
-
 def simulated_spec(config: SimulatorConfig) -> FleetSpec:
     """The spec of a simulated fleet; bounds are wide enough that clean data never breaks them."""
     design = _design(config)
@@ -236,130 +236,6 @@ def simulated_spec(config: SimulatorConfig) -> FleetSpec:
     )
 
 
-@dataclass
-class _Lives:
-    length: np.ndarray  # cycles from new to failure
-    onset: np.ndarray  # last cycle with zero damage
-    curvature: np.ndarray
-    mode: np.ndarray
-
-
-def _draw_lives(
-    rng: np.random.Generator, config: SimulatorConfig, shape: tuple[int, ...]
-) -> _Lives:
-    length = rng.integers(config.min_life, config.max_life + 1, size=shape)
-    fraction = rng.uniform(*_ONSET_FRACTION, size=shape)
-    onset = np.clip(np.floor(fraction * length).astype(np.int64), 1, length - 1)
-    curvature = rng.uniform(*_CURVATURE, size=shape)
-    mode = rng.integers(0, config.fault_modes, size=shape)
-    return _Lives(length=length, onset=onset, curvature=curvature, mode=mode)
-
-
-def _damage(age: np.ndarray, length: np.ndarray, onset: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """0 up to the onset, then exponential growth reaching exactly 1 at ``age == length``."""
-    progress = np.maximum(age - onset, 0) / (length - onset)
-    return np.expm1(a * progress) / np.expm1(a)
-
-
-@dataclass
-class _Rows:
-    """Per-row ground truth before the sensors are drawn."""
-
-    asset: np.ndarray  # 0-based asset index
-    time: np.ndarray
-    damage: np.ndarray
-    mode: np.ndarray
-    life: np.ndarray  # 0-based life index within the asset
-    latent_rul: np.ndarray  # cycles until damage would reach 1, ignoring maintenance
-
-
-def _run_to_failure_rows(rng: np.random.Generator, config: SimulatorConfig) -> _Rows:
-    lives = _draw_lives(rng, config, (config.n_assets,))
-    asset = np.repeat(np.arange(config.n_assets), lives.length)
-    starts = np.cumsum(lives.length) - lives.length
-    time = np.arange(asset.size, dtype=np.int64) - starts[asset] + 1
-    length = lives.length[asset]
-    damage = _damage(time, length, lives.onset[asset], lives.curvature[asset])
-    return _Rows(
-        asset=asset,
-        time=time,
-        damage=damage,
-        mode=lives.mode[asset],
-        life=np.zeros(asset.size, dtype=np.int64),
-        latent_rul=length - time,
-    )
-
-
-def _telemetry_rows(
-    rng: np.random.Generator, config: SimulatorConfig
-) -> tuple[_Rows, pd.DataFrame]:
-    n, horizon = config.n_assets, config.horizon
-    # Enough lives per asset to cover the horizon even if every life is cut at its earliest.
-    shortest = max(1, math.floor(_ONSET_FRACTION[0] * config.min_life)) + 1
-    n_lives = math.ceil(horizon / shortest) + 1
-    lives = _draw_lives(rng, config, (n, n_lives))
-    if config.maintenance_rate > 0:
-        maintenance_age = lives.onset + rng.geometric(config.maintenance_rate, size=(n, n_lives))
-    else:
-        maintenance_age = lives.length + 1
-    maintained = maintenance_age < lives.length
-    end_age = np.where(maintained, maintenance_age, lives.length)
-    # Assets enter observation already in service, at a random age before their first onset.
-    initial_age = np.floor(rng.uniform(size=n) * lives.onset[:, 0]).astype(np.int64)
-    visible = end_age.copy()
-    visible[:, 0] -= initial_age
-    ends = np.cumsum(visible, axis=1)  # time of the last reading of each life
-    if (ends[:, -1] < horizon).any():  # pragma: no cover - guaranteed by n_lives
-        raise RuntimeError("simulator drew too few lives to cover the horizon")
-
-    asset = np.repeat(np.arange(n), horizon)
-    time = np.tile(np.arange(1, horizon + 1, dtype=np.int64), n)
-    # Life of each row: how many lives of its asset ended before it (one flat searchsorted).
-    stride = int(ends[:, -1].max()) + horizon + 1
-    keys = (ends + (np.arange(n) * stride)[:, None]).ravel()
-    life = np.searchsorted(keys, time + asset * stride, side="left") - asset * n_lives
-    flat = asset * n_lives + life
-    start = (ends - visible).ravel()[flat]  # time before the first reading of the life
-    age = time - start + np.where(life == 0, initial_age[asset], 0)
-    length = lives.length.ravel()[flat]
-    damage = _damage(age, length, lives.onset.ravel()[flat], lives.curvature.ravel()[flat])
-    rows = _Rows(
-        asset=asset,
-        time=time,
-        damage=damage,
-        mode=lives.mode.ravel()[flat],
-        life=life,
-        latent_rul=length - age,
-    )
-
-    done = ends <= horizon
-    ev_asset = np.nonzero(done)[0]
-    ev_time = ends[done]
-    ev_mode = lives.mode[done]
-    failed = ~maintained[done]
-    names = np.array(_fault_mode_names(config))
-    parts = [
-        (ev_asset[failed], ev_time[failed], "failure", ev_mode[failed], 0),
-        (ev_asset[failed], ev_time[failed], "repair", ev_mode[failed], 1),
-        (ev_asset[~failed], ev_time[~failed], "maintenance", ev_mode[~failed], 0),
-    ]
-    a = np.concatenate([p[0] for p in parts])
-    t = np.concatenate([p[1] for p in parts])
-    kind = np.concatenate([np.full(p[0].size, p[2], dtype=object) for p in parts])
-    comp = np.concatenate([names[p[3]] for p in parts])
-    rank = np.concatenate([np.full(p[0].size, p[4]) for p in parts])
-    order = np.lexsort((rank, t, a))
-    events = pd.DataFrame(
-        {
-            ASSET: (a[order] + 1).astype(np.int64),
-            TIME: t[order].astype(np.int64),
-            "event": kind[order].astype(str),
-            "component": comp[order].astype(str),
-        }
-    )
-    return rows, events
-
-
 def simulate_fleet(config: SimulatorConfig) -> FleetData:
     """Simulate a whole fleet at once (vectorised; deterministic for a config).
 
@@ -373,9 +249,9 @@ def simulate_fleet(config: SimulatorConfig) -> FleetData:
     rng = np.random.default_rng(config.seed)
     events: pd.DataFrame | None = None
     if config.mode == "run_to_failure":
-        rows = _run_to_failure_rows(rng, config)
+        rows = run_to_failure_rows(rng, config)
     else:
-        rows, events = _telemetry_rows(rng, config)
+        rows, events = telemetry_rows(rng, config)
 
     n_rows, n_sensors = rows.asset.size, config.n_sensors
     offset = (
@@ -411,7 +287,7 @@ def simulate_fleet(config: SimulatorConfig) -> FleetData:
 
     sensor_names = spec.sensor_names
     fault = design.fault_idx.tolist()
-    mode_names = _fault_mode_names(config)
+    mode_names = fault_mode_names(config)
     meta: dict[str, object] = {
         "health": rows.damage,
         "latent_rul": rows.latent_rul.astype(np.int64),

@@ -183,7 +183,7 @@ def _load_table(
         spec = labelled_by_events(spec)
     readings, extras = _apply_spec(raw, spec, path)
     run_to_failure = is_run_to_failure(
-        _read_meta(side.meta).get("run_to_failure"), spec, has_events=event_log is not None
+        read_meta(side.meta).get("run_to_failure"), spec, has_events=event_log is not None
     )
     return FleetData(
         readings=readings,
@@ -227,7 +227,9 @@ def _read_parquet(path: Path) -> tuple[pd.DataFrame, bool]:
     return frame.reset_index(drop=True), directory
 
 
-def _read_meta(path: Path) -> dict[str, Any]:
+def read_meta(path: Path) -> dict[str, Any]:
+    """A meta sidecar's mapping (empty when there is none): both engines read it, so they agree
+    on what it states."""
     if not path.exists():
         return {}
     try:

@@ -5,8 +5,9 @@ costs its bad rows, not the whole batch, and every rejected row keeps its raw va
 that an operator can act on.
 
 Per-cell rules (``missing``, ``out_of_range``) are declared in a pandera schema built from the
-fleet spec (:func:`readings_schema`); the cross-row rules (``duplicate``, ``out_of_order``) and the
-batch-level findings (constant and stuck sensors) are vectorised pandas/numpy code.
+fleet spec (:func:`readings_schema`) and run on cells typed by :mod:`prognos.data.coercion`; the
+cross-row rules (``duplicate``, ``out_of_order``) and the batch-level findings (constant and stuck
+sensors, :mod:`prognos.data.stuck_sensors`) are vectorised pandas/numpy code.
 The verdict on a row's key matches the online store fed row by row: a row is a duplicate or out of
 order relative to the earlier rows that were *accepted*, never relative to rejected ones.
 """
@@ -21,6 +22,16 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from prognos.data.coercion import (
+    asset_as_given,
+    coerce_number,
+    coerce_time,
+    comparable_time,
+    missing_assets,
+    time_dtype,
+)
+from prognos.data.quarantine_examples import RowContext, describe_row
+from prognos.data.stuck_sensors import constant_channels, stuck_warnings
 from prognos.errors import ConfigError, SchemaError
 from prognos.fleet import ASSET, TIME, FleetSpec
 
@@ -36,15 +47,6 @@ with warnings.catch_warnings():
 # Rule names, in the order they appear in a row's ``reason``.
 RULES: Final = ("type", "missing", "duplicate", "out_of_order", "out_of_range")
 _RULE_RANK: Final = {rule: i for i, rule in enumerate(RULES)}
-
-# Strings that mean "no value" rather than "not a number".
-_NULL_TOKENS: Final = frozenset({"", "nan", "na", "n/a", "null", "none", "nat"})
-
-# A flat run is reported as stuck only when fewer than this many runs at least as long would be
-# expected by chance in the batch, given how often the sensor repeats a value elsewhere. This keeps
-# quantised or regime-driven channels (C-MAPSS FD001 sensor_6, FD002 sensor_19) quiet.
-_CHANCE_RUNS: Final = 0.01
-_MAX_LISTED: Final = 5
 
 _QUARANTINE_EXTRA: Final = ("row", "reason")
 
@@ -137,8 +139,8 @@ def validate_readings(
     # Coercion per cell is done here, not by pandera: when pandera's coercion fails on some cells it
     # leaves the whole column uncoerced and its range checks on that column then error out instead
     # of reporting per cell. pd.to_numeric(errors="coerce") keeps the rest of the column usable.
-    asset_missing = _asset_missing(readings[ASSET])
-    time_values, time_type, time_missing = _coerce_time(readings[TIME], spec.time_kind)
+    asset_missing = missing_assets(readings[ASSET])
+    time_values, time_type, time_missing = coerce_time(readings[TIME], spec.time_kind)
     tags.append(_tag_cells(time_type, "type", TIME))
     coerced: dict[str, Any] = {
         ASSET: readings[ASSET].where(~asset_missing).to_numpy(),
@@ -146,7 +148,7 @@ def validate_readings(
     }
     type_fail = {TIME: time_type}
     for name in channels:
-        values, bad_type, _ = _coerce_number(readings[name])
+        values, bad_type, _ = coerce_number(readings[name])
         coerced[name] = values
         type_fail[name] = bad_type
         tags.append(_tag_cells(bad_type, "type", name))
@@ -164,7 +166,7 @@ def validate_readings(
     codes = np.full(n, -1, dtype=np.int64)
     if keyed.any():
         codes[keyed] = pd.factorize(readings[ASSET].to_numpy()[keyed])[0]
-    time_key = _time_key(time_values)
+    time_key = comparable_time(time_values)
     out_of_order = _out_of_order(codes, time_key, keyed, row_ok)
     duplicate, first_pos = _duplicates(codes, time_key, keyed, row_ok & ~out_of_order)
     key_tags = [_tag_cells(out_of_order, "out_of_order", TIME)]
@@ -191,14 +193,14 @@ def validate_readings(
     if reasons_warning:
         notes.append(reasons_warning)
 
-    constant = _constant_channels(valid, channels)
+    constant = constant_channels(valid, channels)
     notes += [
         f"{name} is constant ({valid[name].iloc[0]:g}) across the batch: it carries no information"
         for name in constant
     ]
-    notes += _stuck_warnings(valid, codes[valid_mask], spec, constant, stuck_run)
+    notes += stuck_warnings(valid, codes[valid_mask], spec, constant, stuck_run)
 
-    context = _Context(readings, frame, spec, codes, time_key, row_ok, first_pos, channels)
+    context = RowContext(readings, frame, spec, codes, time_key, row_ok, first_pos, channels)
     by_rule = _by_rule(all_tags, context)
     report = ValidationReport(
         total_rows=n,
@@ -221,87 +223,6 @@ def _check_columns(readings: pd.DataFrame, spec: FleetSpec) -> None:
             f"readings of fleet {spec.name!r} lack required columns {missing} "
             "(rename source columns with FleetSpec.rename_map() first)"
         )
-
-
-def _null_token(values: pd.Series) -> np.ndarray:
-    """Which cells are blank or spell a null ("NaN", "null", ...): missing, not mistyped."""
-    text = values.astype(str).str.strip().str.lower()
-    return text.isin(_NULL_TOKENS).to_numpy(dtype=bool)
-
-
-def _asset_missing(raw: pd.Series) -> np.ndarray:
-    missing = raw.isna().to_numpy(dtype=bool, copy=True)
-    if not (pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_datetime64_any_dtype(raw)):
-        is_text = raw.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
-        if is_text.any():
-            missing[is_text] |= _null_token(raw[is_text])
-    return missing
-
-
-def _coerce_number(raw: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Float64 values, cells that are not numbers, cells that are missing."""
-    missing = raw.isna().to_numpy(dtype=bool, copy=True)
-    if pd.api.types.is_bool_dtype(raw) or (
-        pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_complex_dtype(raw)
-    ):
-        return raw.to_numpy(dtype=np.float64, na_value=np.nan), np.zeros_like(missing), missing
-    if pd.api.types.is_datetime64_any_dtype(raw) or pd.api.types.is_timedelta64_dtype(raw):
-        return np.full(len(raw), np.nan), ~missing, missing
-    numbers = pd.to_numeric(raw.astype(object), errors="coerce")
-    values = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
-    failed = np.isnan(values) & ~missing
-    if failed.any():
-        null_like = _null_token(raw[failed])
-        idx = np.flatnonzero(failed)
-        missing[idx[null_like]] = True
-        failed[idx[null_like]] = False
-    return values, failed, missing
-
-
-def _coerce_time(
-    raw: pd.Series, kind: str
-) -> tuple[pd.Series | np.ndarray, np.ndarray, np.ndarray]:
-    """Time values (float cycles or a datetime Series), cells not coercible, cells missing."""
-    if kind == "cycle":
-        values, bad, missing = _coerce_number(raw)
-        bad |= ~np.isfinite(values) & ~np.isnan(values)
-        return np.where(bad, np.nan, values), bad, missing
-    missing = raw.isna().to_numpy(dtype=bool, copy=True)
-    if pd.api.types.is_datetime64_any_dtype(raw):
-        return raw.reset_index(drop=True), np.zeros_like(missing), missing
-    if pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_bool_dtype(raw):
-        # Bare numbers are not timestamps: their epoch and unit are unknown, so guessing would
-        # silently misplace every reading.
-        return pd.Series(pd.NaT, index=pd.RangeIndex(len(raw))), ~missing, missing
-    parsed = _parse_datetimes(raw.astype(object).reset_index(drop=True))
-    failed = parsed.isna().to_numpy(dtype=bool) & ~missing
-    if failed.any():
-        null_like = _null_token(raw[failed])
-        idx = np.flatnonzero(failed)
-        missing[idx[null_like]] = True
-        failed[idx[null_like]] = False
-    return parsed, failed, missing
-
-
-def _parse_datetimes(raw: pd.Series) -> pd.Series:
-    """Fast path with one inferred format; per-element parsing only when that fails."""
-    try:
-        with warnings.catch_warnings():  # "could not infer format": it then parses per element
-            warnings.simplefilter("ignore", UserWarning)
-            return pd.to_datetime(raw)
-    except (ValueError, TypeError, OverflowError):
-        pass
-    try:
-        return pd.to_datetime(raw, errors="coerce", format="mixed")
-    except (ValueError, TypeError):  # mixed UTC offsets
-        return pd.to_datetime(raw, errors="coerce", format="mixed", utc=True)
-
-
-def _time_key(time_values: pd.Series | np.ndarray) -> np.ndarray:
-    """Comparable time: float cycles, or int64 ticks for datetimes (exact, unlike float ns)."""
-    if isinstance(time_values, np.ndarray):
-        return time_values
-    return pd.DatetimeIndex(time_values).asi8
 
 
 def _tag_cells(mask: np.ndarray, rule: str, column: str, detail: str = "") -> pd.DataFrame:
@@ -393,35 +314,14 @@ def _valid_frame(
     data: dict[Any, Any] = {}
     for name in readings.columns:
         if name == ASSET:
-            data[name] = _asset_as_given(readings[ASSET], pos).array
+            data[name] = asset_as_given(readings[ASSET], pos).array
         elif name == TIME:
-            data[name] = _time_dtype(frame[TIME].iloc[pos], spec.time_kind).array
+            data[name] = time_dtype(frame[TIME].iloc[pos], spec.time_kind).array
         elif name in required:
             data[name] = frame[name].to_numpy()[pos]
         else:
             data[name] = readings[name].array[pos]
     return pd.DataFrame(data, index=readings.index[pos], columns=readings.columns)
-
-
-def _asset_as_given(column: pd.Series, pos: np.ndarray) -> pd.Series:
-    """Undo what missing ids did to the column: ints turned float or object become ints again."""
-    values = column.iloc[pos]
-    if pd.api.types.is_float_dtype(values) and column.isna().any():
-        floats = values.to_numpy(dtype=np.float64)
-        if np.all(np.mod(floats, 1) == 0):
-            return values.astype(np.int64)
-        return values
-    if values.dtype == object:
-        return values.infer_objects()
-    return values
-
-
-def _time_dtype(values: pd.Series, kind: str) -> pd.Series:
-    if kind == "cycle":
-        floats = values.to_numpy(dtype=np.float64)
-        if np.all(np.mod(floats, 1) == 0) and np.all(np.abs(floats) < 2**62):
-            return values.astype(np.int64)
-    return values
 
 
 def _quarantine_frame(
@@ -454,78 +354,7 @@ def _quarantine_frame(
     return raw, warning
 
 
-def _constant_channels(valid: pd.DataFrame, channels: list[str]) -> list[str]:
-    if len(valid) < 2:
-        return []
-    values = valid[channels].to_numpy(dtype=np.float64)
-    flat = values.min(axis=0) == values.max(axis=0)
-    return [name for name, is_flat in zip(channels, flat, strict=True) if is_flat]
-
-
-def _stuck_warnings(
-    valid: pd.DataFrame, codes: np.ndarray, spec: FleetSpec, constant: list[str], stuck_run: int
-) -> list[str]:
-    """Runs of >= stuck_run equal readings of one asset, on sensors that vary elsewhere.
-
-    "Varies elsewhere" is quantitative: with the sensor's batch-wide rate ``p`` of repeating its
-    previous reading, fewer than ``_CHANCE_RUNS`` runs this long would be expected by chance in the
-    batch (``pairs * (1 - p) * p ** (stuck_run - 1)``). The rate includes the runs themselves, so a
-    channel that legitimately repeats a lot (quantised, or set by the operating regime) is not
-    reported, while a dead sensor on some assets of a fleet where it varies is.
-    """
-    if len(valid) < stuck_run:
-        return []
-    order = np.argsort(codes, kind="stable")  # valid rows are in time order within an asset
-    asset = codes[order]
-    same_asset = asset[1:] == asset[:-1]
-    pairs = int(same_asset.sum())
-    times = valid[TIME].to_numpy()[order]
-    ids = valid[ASSET].to_numpy()[order]
-    notes = []
-    for name in spec.sensor_names:
-        if name in constant:
-            continue
-        v = valid[name].to_numpy(dtype=np.float64)[order]
-        repeat = same_asset & (v[1:] == v[:-1])
-        run_id = np.concatenate([[0], np.cumsum(~repeat)])
-        lengths = np.bincount(run_id)
-        long_runs = np.flatnonzero(lengths >= stuck_run)
-        if not len(long_runs):
-            continue
-        p = repeat.sum() / pairs
-        if pairs * (1 - p) * p ** (stuck_run - 1) >= _CHANCE_RUNS:
-            continue
-        starts = np.flatnonzero(np.concatenate([[True], ~repeat]))[long_runs]
-        ends = starts + lengths[long_runs] - 1
-        spans = [
-            f"asset {ids[s]} time {times[s]}..{times[e]} ({e - s + 1} readings at {v[s]:g})"
-            for s, e in zip(starts[:_MAX_LISTED], ends[:_MAX_LISTED], strict=True)
-        ]
-        more = len(starts) - len(spans)
-        n_assets = len(np.unique(asset[starts]))
-        notes.append(
-            f"{name} looks stuck in {len(starts)} run(s) of >= {stuck_run} equal readings "
-            f"({n_assets} asset(s)) while it varies elsewhere: {'; '.join(spans)}"
-            + (f"; and {more} more" if more else "")
-        )
-    return notes
-
-
-@dataclass
-class _Context:
-    """What the examples need to describe a row."""
-
-    readings: pd.DataFrame
-    frame: pd.DataFrame
-    spec: FleetSpec
-    codes: np.ndarray
-    time_key: np.ndarray
-    row_ok: np.ndarray
-    first_pos: np.ndarray
-    channels: list[str]
-
-
-def _by_rule(tags: pd.DataFrame, ctx: _Context) -> list[RuleCount]:
+def _by_rule(tags: pd.DataFrame, ctx: RowContext) -> list[RuleCount]:
     """Rows per rule (a row counts once per rule) with the first offending row as the example."""
     if tags.empty:
         return []
@@ -538,48 +367,7 @@ def _by_rule(tags: pd.DataFrame, ctx: _Context) -> list[RuleCount]:
             RuleCount(
                 rule=rule,
                 rows=int(rows[rule]),
-                example=_describe(int(tag["pos"]), rule, tag["column"], tag["detail"], ctx),
+                example=describe_row(int(tag["pos"]), rule, tag["column"], tag["detail"], ctx),
             )
         )
     return counts
-
-
-def _describe(pos: int, rule: str, column: str, detail: str, ctx: _Context) -> str:
-    raw = ctx.readings
-    where = f"asset {raw[ASSET].iloc[pos]} time {raw[TIME].iloc[pos]} (row {raw.index[pos]})"
-    if rule == "type":
-        expected = (
-            "a number"
-            if column != TIME
-            else ("an integer cycle" if ctx.spec.time_kind == "cycle" else "a datetime")
-        )
-        return f"{where}: {column}={raw[column].iloc[pos]!r} is not {expected}"
-    if rule == "missing":
-        return f"{where}: {column} is missing"
-    if rule == "out_of_order":
-        earlier = np.flatnonzero(ctx.row_ok[:pos] & (ctx.codes[:pos] == ctx.codes[pos]))
-        latest = int(earlier[np.argmax(ctx.time_key[earlier])])
-        return (
-            f"{where}: time goes back after time {raw[TIME].iloc[latest]} "
-            f"(row {raw.index[latest]}) of this asset"
-        )
-    if rule == "duplicate":
-        first = int(ctx.first_pos[pos])
-        if detail == "exact":
-            return f"{where}: exact duplicate of row {raw.index[first]}"
-        a = ctx.frame.iloc[pos][ctx.channels]
-        b = ctx.frame.iloc[first][ctx.channels]
-        differ = [
-            c for c in ctx.channels if not (a[c] == b[c] or (pd.isna(a[c]) and pd.isna(b[c])))
-        ]
-        shown = ", ".join(f"{c} {a[c]:g} vs {b[c]:g}" for c in differ[:3])
-        return f"{where}: conflicting duplicate of row {raw.index[first]} ({shown})"
-    if rule == "out_of_range":
-        value = float(ctx.frame[column].iloc[pos])
-        channel = ctx.spec.channel(column)
-        if not np.isfinite(value):
-            return f"{where}: {column}={value} is not finite"
-        if channel.max is not None and value > channel.max:
-            return f"{where}: {column}={value:g} above max {channel.max:g}"
-        return f"{where}: {column}={value:g} below min {channel.min:g}"
-    return f"{where}: {rule} {column}"

@@ -5,7 +5,8 @@ into a feature matrix; ``OnlineFeatures`` turns one new reading into that asset'
 the same arithmetic, so both paths agree to the last bit.
 """
 
-from prognos.features.online import AssetState, OnlineFeatures
+from prognos.features.asset_state import AssetState
+from prognos.features.online import OnlineFeatures
 from prognos.features.pipeline import FeaturePipeline
 from prognos.features.spec import FeatureSpec
 from prognos.features.stores import MemoryStateStore, RedisStateStore, StateStore, make_state_store

@@ -1,8 +1,9 @@
 """The online path: one new reading in, that asset's feature row out.
 
-Per asset the state keeps the last ``max(history_length, window)`` normalised channel vectors in a
-ring buffer plus the running EWMAs, the latest regime and the latest reading's raw values (so that
-a re-send of that reading is told from a different one at the same time); features come from
+Per asset the state (:class:`~prognos.features.asset_state.AssetState`) keeps the last
+``max(history_length, window)`` normalised channel vectors in a ring buffer plus the running EWMAs,
+the latest regime and the latest reading's raw values (so that a re-send of that reading is told
+from a different one at the same time); features come from
 :func:`window_features`, the same arithmetic the offline path runs over whole histories, and the
 sequence member's input is the newest ``window`` vectors of the same buffer.
 """
@@ -11,9 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-import struct
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -29,74 +28,14 @@ from prognos.errors import (
     SchemaError,
     UnknownAssetError,
 )
+from prognos.features.asset_state import STATE_LAYOUT, AssetState
 from prognos.features.kernels import ewma_step, lag_depth, window_features
 from prognos.features.pipeline import FeaturePipeline
 from prognos.features.stores import MemoryStateStore, StateStore
 from prognos.fleet import ASSET, TIME
 
-# count, last_time, head, regime. The first three change with every accepted reading, so the
-# Redis store compares them (24 bytes) as the state's version.
-_HEADER = struct.Struct("<qqqq")
 # What a reading's time may be given as, for a fleet that counts time in timestamps.
 _TIMESTAMP_TYPES = (datetime, pd.Timestamp, np.datetime64, str)
-# Bumped when the state's byte layout changes: part of the fingerprint, so a Redis store never
-# decodes states another layout wrote.
-_STATE_LAYOUT = 2
-
-
-@dataclass
-class AssetState:
-    """What one asset's online features depend on; small and fixed-size (a few KB)."""
-
-    count: int
-    last_time: int
-    head: int
-    history: NDArray[np.float64]  # (history_length, channels) ring buffer, newest at ``head``
-    ewma: NDArray[np.float64]  # (len(ewma_spans), channels)
-    regime: int = 0  # of the latest reading: features without a new reading need it
-    # The latest reading's settings and sensors as sent (empty where unknown).
-    values: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
-
-    def copy(self) -> AssetState:
-        """A deep copy: the in-process store advances a copy, so a failed update changes nothing."""
-        return AssetState(
-            count=self.count,
-            last_time=self.last_time,
-            head=self.head,
-            history=self.history.copy(),
-            ewma=self.ewma.copy(),
-            regime=self.regime,
-            values=self.values.copy(),
-        )
-
-    def to_bytes(self) -> bytes:
-        return (
-            _HEADER.pack(self.count, self.last_time, self.head, self.regime)
-            + self.history.tobytes()
-            + self.ewma.tobytes()
-            + self.values.tobytes()
-        )
-
-    @classmethod
-    def from_bytes(
-        cls, raw: bytes, history_shape: tuple[int, int], n_ewma: int, n_values: int = 0
-    ) -> AssetState:
-        count, last_time, head, regime = _HEADER.unpack_from(raw)
-        n_hist = history_shape[0] * history_shape[1]
-        n_state = n_hist + n_ewma * history_shape[1]
-        expected = _HEADER.size + 8 * (n_state + n_values)
-        if len(raw) != expected:
-            raise ValueError(f"state is {len(raw)} bytes, expected {expected}")
-        values = np.frombuffer(raw, dtype=np.float64, offset=_HEADER.size).copy()
-        return cls(
-            count=count,
-            last_time=last_time,
-            head=head,
-            history=values[:n_hist].reshape(history_shape),
-            ewma=values[n_hist:n_state].reshape(n_ewma, history_shape[1]),
-            regime=regime,
-            values=values[n_state:],
-        )
 
 
 def time_key(value: Any) -> int:
@@ -153,7 +92,7 @@ class OnlineFeatures:
         self._time_kind = pipeline.fleet.time_kind
         self._fleet_name = pipeline.fleet.name
         digest = hashlib.sha256(
-            repr((_STATE_LAYOUT, self._layout, self._history_shape, self._alphas)).encode()
+            repr((STATE_LAYOUT, self._layout, self._history_shape, self._alphas)).encode()
         )
         regimes = pipeline.regimes_
         for part in (

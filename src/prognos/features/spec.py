@@ -22,7 +22,12 @@ class FeatureSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    windows: list[int] = Field(default_factory=lambda: [5, 10, 20, 30])
+    windows: list[int] = Field(
+        default_factory=lambda: [5, 10, 30, 80, 150],
+        description="Readings per rolling window. Long ones carry the slow wear trend: with "
+        "[5, 10, 20, 30] XGBoost's 5-fold CV RMSE was 12.98 on C-MAPSS FD001 and 15.13 on "
+        "FD002, with [5, 10, 30, 80] 9.66 and 11.25, with [5, 10, 30, 80, 150] 9.50 and 10.54.",
+    )
     aggregations: list[Aggregation] = Field(default_factory=lambda: list(AGGREGATIONS))
     lags: list[int] = Field(default_factory=lambda: [1, 5, 10])
     rate_of_change: list[int] = Field(

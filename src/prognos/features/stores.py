@@ -26,7 +26,7 @@ from prognos.errors import PrognosError, StateStoreError, StateStoreLostError
 
 if TYPE_CHECKING:
     from prognos.config import Settings
-    from prognos.features.online import AssetState
+    from prognos.features.asset_state import AssetState
 
 T = TypeVar("T")
 Advance = Callable[["AssetState | None"], "tuple[AssetState, T]"]

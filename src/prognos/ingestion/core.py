@@ -17,21 +17,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import hashlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from prognos.config import Settings
-from prognos.errors import PrognosError, StateStoreError, StorageUnavailableError
+from prognos.errors import PrognosError, StorageUnavailableError
 from prognos.ingestion.batching import Batcher, raise_unavailable
 from prognos.ingestion.compute import ProcessScorer
+from prognos.ingestion.durability import seed_state, spool_dir, wait_durable
 from prognos.ingestion.loading import (
     LoadedModel,
     build_predictor,
@@ -50,7 +49,7 @@ from prognos.ingestion.scoring import (
     Scorer,
     ServedModel,
 )
-from prognos.ingestion.shadow import Shadowing
+from prognos.ingestion.shadowing import Shadowing
 from prognos.storage.database import Database, database_url
 from prognos.storage.models import DEFAULT_FLEET
 from prognos.storage.writer import RecordWriter
@@ -63,18 +62,6 @@ COMPUTE_RETRY_SECONDS = 5.0
 STATE_RETRY_SECONDS = 1.0
 # How long a seed waits for the writer to bring the table up to date (spool replayed).
 SEED_WAIT_SECONDS = 30.0
-
-
-def spool_dir(settings: Settings, db: Database) -> Path:
-    """``HOME/spool/<database>``: one directory per database, so that a home shared by services
-    logging to different databases never replays one's records into another's."""
-    digest = hashlib.sha256(db.display_url.encode()).hexdigest()[:12]
-    return settings.home / "spool" / f"{db.dialect}-{digest}"
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 @dataclass
@@ -201,7 +188,7 @@ class IngestionCore:
             await batcher.run_in_compute_thread(batcher.start_journal)
             previous = self.scorer
             try:
-                seeded = await self._seed(scorer, asyncio.to_thread, SEED_WAIT_SECONDS)
+                seeded = await seed_state(scorer, self.writer, asyncio.to_thread, SEED_WAIT_SECONDS)
                 if seeded is None and previous is not None:
                     # Keep serving the model whose state is whole; the poller tries again.
                     raise StorageUnavailableError(
@@ -227,7 +214,10 @@ class IngestionCore:
             # this one journaled readings on the old: they are stored now, so rebuild the
             # assets from the table (between batches: the state is not thread-safe here).
             repaired = (
-                await self._seed(scorer, batcher.run_in_compute_thread, SEED_WAIT_SECONDS) or 0
+                await seed_state(
+                    scorer, self.writer, batcher.run_in_compute_thread, SEED_WAIT_SECONDS
+                )
+                or 0
             )
         self.registry_ok, self.registry_error = True, None
         if self.on_model is not None:
@@ -252,29 +242,6 @@ class IngestionCore:
         del previous
         settle_heap()
 
-    async def _seed(
-        self, scorer: Scorer, run: Callable[..., Awaitable[Any]], wait: float
-    ) -> int | None:
-        """Rebuild ``scorer``'s online state (``run`` runs a call where the scorer may be used:
-        a thread while it is not serving, the compute thread once it is). None when it cannot
-        be rebuilt now; the scorer then answers 503 until a later call succeeds.
-
-        The table must hold every acknowledged reading first, so the writer's queue and spool
-        are written before the readings are read: otherwise a restart with readings still
-        spooled would rebuild a history that lacks them. While the database is down, a state
-        store that kept whole states (Redis with its generation) is used as it is.
-        """
-        replayed = self.writer is None or await asyncio.to_thread(self.writer.wait_replayed, wait)
-        try:
-            if replayed:
-                seeded: int = await run(scorer.seed)
-                return seeded
-            if await run(scorer.resume):
-                return 0
-        except (StorageUnavailableError, StateStoreError) as exc:
-            log.warning("online state not rebuilt yet: %s", exc)
-        return None
-
     async def rebuild_state(self) -> bool:
         """Rebuild the served model's online state if it is not ready (the database was away
         at start-up, or the state store lost its states); True when it is ready now."""
@@ -283,7 +250,9 @@ class IngestionCore:
             return True
         if self._schema_pending:
             await self._upgrade()
-        seeded = await self._seed(scorer, batcher.run_in_compute_thread, STATE_RETRY_SECONDS)
+        seeded = await seed_state(
+            scorer, self.writer, batcher.run_in_compute_thread, STATE_RETRY_SECONDS
+        )
         if seeded is None:
             return False
         self.audit("service", "state_rebuilt", f"{scorer.model.name}/{scorer.model.version}",
@@ -384,25 +353,8 @@ class IngestionCore:
         (a database that hangs rather than refuses): the records stay queued and are stored
         later, and a retry is safe (readings and predictions are idempotent).
         """
-        writer = self.writer
-        if writer is None:
-            return
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-
-        def settled() -> None:  # on the writer thread
-            loop.call_soon_threadsafe(_resolve, done)
-
-        if not writer.when_settled(writer.ticket(), settled):
-            return
-        try:
-            await asyncio.wait_for(done, self.settings.ack_timeout_seconds)
-        except TimeoutError:
-            raise StorageUnavailableError(
-                f"the request's records were not durable within "
-                f"{self.settings.ack_timeout_seconds:g} s (the database is slow to answer); "
-                "they stay queued and will be stored, and retrying is safe"
-            ) from None
+        if self.writer is not None:
+            await wait_durable(self.writer, self.settings.ack_timeout_seconds)
 
     # -- the one path ---------------------------------------------------------------------------
 

@@ -20,11 +20,14 @@ logged with ``shadow = true`` for the promotion gate; never returned, never in t
   table holds it by then. Readings queued meanwhile are folded in after (repeats are skipped).
 - **Failures stay here.** A process that dies or a version that cannot load is logged, counted,
   shown in ``/health`` and retried with backoff; the champion's path never waits on it.
+
+Which version is shadowed, and when a shadow starts and stops, is
+:mod:`prognos.ingestion.shadowing`; how queued events become scorer jobs is
+:mod:`prognos.ingestion.shadow_jobs`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextlib
 import logging
@@ -33,23 +36,15 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from prognos.config import Settings
 from prognos.errors import ReadingRejectedError, StateStoreError, StorageUnavailableError
-from prognos.ingestion.compute import ProcessScorer
-from prognos.ingestion.loading import (
-    build_predictor,
-    challenger_version,
-    load_model,
-    settle_heap,
-)
 from prognos.ingestion.predictor import Prediction
-from prognos.ingestion.scoring import Kind, LocalScorer, Outcome, Scorer, Work
-from prognos.storage.database import Database
+from prognos.ingestion.scoring import Outcome, Scorer, Work
+from prognos.ingestion.shadow_jobs import Event, jobs, ordered
 from prognos.storage.writer import RecordWriter
 
 log = logging.getLogger("prognos.shadow")
@@ -60,72 +55,13 @@ SEED_WAIT_SECONDS = 30.0
 SETTLE_SECONDS = 1.0  # how old an event must be before the shadow takes it (see _take)
 STATE_RETRY_SECONDS = 1.0
 RETRY_SECONDS = (5.0, 60.0)  # after a failure: first retry, then doubling up to the second
-# What the audit log keeps of a shadow when it stops.
-STOP_FIGURES = ("scored", "requested", "missed", "dropped", "rejected", "queued", "seeds",
-                "failures", "seconds", "error")  # fmt: skip
 _SHADOW_IDS = uuid.UUID("0b5e2f1c-7d4a-4e8b-9c3f-736861646f77")  # uuid5 namespace of row ids
-
-# ("reading", reading, asset, time) or ("score", asset, time, created_at of the champion's)
-Event = tuple[str, Any, Any, Any]
-Audit = Callable[[str, str, str, dict[str, Any]], None]
 
 
 def shadow_id(prediction: Prediction) -> str:
     """The row id of a shadow prediction: fixed for a version, asset and time (logged once),
     and never the id the same version's prediction gets once it is champion."""
     return f"pred_{uuid.uuid5(_SHADOW_IDS, prediction.prediction_id).hex}"
-
-
-def ordered(events: Sequence[Event]) -> list[Event]:
-    """``events`` with each score request right after its own reading when that reading is
-    among them (later readings of the asset may have been queued before the request), and
-    repeated requests left out."""
-    position = {(e[2], e[3]): i for i, e in enumerate(events) if e[0] == "reading"}
-    after: dict[int, list[Event]] = collections.defaultdict(list)
-    moved: set[int] = set()
-    seen: set[tuple[Any, Any]] = set()
-    for i, event in enumerate(events):
-        if event[0] != "score":
-            continue
-        key = (event[1], event[2])
-        at = position.get(key)
-        if key in seen:
-            moved.add(i)
-        elif at is not None and at < i:
-            after[at].append(event)
-            moved.add(i)
-        seen.add(key)
-    out: list[Event] = []
-    for i, event in enumerate(events):
-        if i not in moved:
-            out.append(event)
-        out.extend(after.get(i, ()))
-    return out
-
-
-def jobs(events: Sequence[Event]) -> list[tuple[Kind, list[list[Event]]]]:
-    """Ordered events as scorer jobs, consecutive items of a kind together: a reading followed
-    by its own score request is one ``predict`` item (its features are computed once, not by
-    ``ingest`` and again by ``current``), another reading ``ingest``, another request
-    ``current``. Each item is its events: the last one is the score request, if any."""
-    out: list[tuple[Kind, list[list[Event]]]] = []
-    i = 0
-    while i < len(events):
-        event = events[i]
-        after = events[i + 1] if i + 1 < len(events) else None
-        kind: Kind
-        if event[0] == "score":
-            kind, group = "current", [event]
-        elif after is not None and after[0] == "score" and after[1:3] == event[2:4]:
-            kind, group = "predict", [event, after]
-        else:
-            kind, group = "ingest", [event]
-        i += len(group)
-        if out and out[-1][0] == kind:
-            out[-1][1].append(group)
-        else:
-            out.append((kind, [group]))
-    return out
 
 
 class Shadow:
@@ -408,108 +344,3 @@ def lower_priority(pid: int) -> None:
         except (OSError, AttributeError):
             with contextlib.suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, tid, 19)
-
-
-class Shadowing:
-    """Follows the ``challenger`` alias for one ingestion core and holds at most one
-    :class:`Shadow`; what the core calls (offers, :meth:`follow`, :meth:`close`)."""
-
-    def __init__(
-        self, settings: Settings, *, writer: RecordWriter, db: Database | None, audit: Audit
-    ) -> None:
-        self.settings = settings
-        self.shadow: Shadow | None = None
-        self._writer = writer
-        self._db = db
-        self._audit = audit
-        self._retired = {"scored": 0, "dropped": 0}  # stopped shadows' figures (for /metrics)
-
-    def offer_reading(self, reading: Mapping[str, Any], asset: str, when: int) -> None:
-        shadow = self.shadow
-        if shadow is not None:
-            shadow.offer_reading(reading, asset, when)
-
-    def offer_score(self, prediction: Prediction) -> None:
-        shadow = self.shadow
-        if shadow is not None:
-            shadow.offer_score(prediction)
-
-    async def follow(self, name: str, champion: str | None, fleet: str) -> None:
-        """Start a shadow for a new challenger, stop one whose alias is gone or now names the
-        champion; a registry that cannot be asked leaves things as they are."""
-        try:
-            version = await asyncio.to_thread(challenger_version, self.settings, name)
-        except Exception as exc:
-            log.warning("challenger check failed: %s", exc)
-            return
-        if champion is None or version == champion:
-            version = None
-        current = self.shadow
-        if current is not None and current.version == version:
-            return
-        try:
-            if current is not None:
-                reason = "no challenger" if version is None else f"challenger is now {version}"
-                await self._stop(current, reason if champion != current.version else "promoted")
-            if version is not None:
-                self._start(name, version, champion, fleet)
-        except Exception:  # a bug here must not stop the poller that follows the champion
-            log.exception("the shadow of %s/%s could not be started or stopped", name, version)
-
-    async def close(self) -> None:
-        if self.shadow is not None:
-            await self._stop(self.shadow, "service stopped")
-
-    def status(self) -> dict[str, Any] | None:
-        return None if self.shadow is None else self.shadow.status()
-
-    def wait_idle(self, timeout: float) -> bool:
-        """See :meth:`Shadow.wait_idle`; True without a shadow."""
-        return True if self.shadow is None else self.shadow.wait_idle(timeout)
-
-    def totals(self) -> dict[str, int]:
-        """Scored and dropped events since start-up, every shadow of this process together."""
-        current = self.shadow.status() if self.shadow is not None else {}
-        return {k: v + int(current.get(k, 0)) for k, v in self._retired.items()}
-
-    def _start(self, name: str, version: str, champion: str | None, fleet: str) -> None:
-        settings = self.settings.model_copy(
-            update={"fleet": fleet, "redis_namespace": f"{self.settings.redis_namespace}:shadow"}
-        )
-        shadow = Shadow(
-            name,
-            version,
-            make_scorer=lambda: make_scorer(settings, name, version, self._db),
-            writer=self._writer,
-            fleet=fleet,
-            queue_max=settings.shadow_queue_max,
-        )
-        self.shadow = shadow
-        shadow.start()
-        mode = "process" if settings.compute_process else "thread"
-        self._audit("service", "shadow.started", f"{name}/{version}",
-                    {"champion": champion, "compute_mode": mode,
-                     "queue_max": settings.shadow_queue_max})  # fmt: skip
-        log.info("shadowing %s/%s (champion %s)", name, version, champion)
-
-    async def _stop(self, shadow: Shadow, reason: str) -> None:
-        self.shadow = None
-        await asyncio.to_thread(shadow.stop)
-        figures = shadow.status()
-        for key in self._retired:
-            self._retired[key] += int(figures[key])
-        details = {k: figures[k] for k in STOP_FIGURES}
-        self._audit("service", "shadow.stopped", f"{shadow.name}/{shadow.version}",
-                    {**details, "reason": reason})  # fmt: skip
-        log.info("shadow of %s/%s stopped (%s): %d scored, %d dropped", shadow.name,
-                 shadow.version, reason, figures["scored"], figures["dropped"])  # fmt: skip
-
-
-def make_scorer(settings: Settings, name: str, version: str, db: Database | None) -> Scorer:
-    """The challenger's scorer: a compute process, or the model in this process."""
-    if settings.compute_process:
-        return ProcessScorer(settings, name, version)
-    predictor = build_predictor(settings, load_model(settings, name, version))
-    settle_heap()  # out of the full collections' reach, as the champion's model is
-    assert settings.fleet is not None
-    return LocalScorer(predictor, db=db, fleet=settings.fleet)

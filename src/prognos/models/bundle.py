@@ -20,6 +20,7 @@ from prognos.models.decision import (
     f2_optimal_threshold,
 )
 from prognos.models.ensemble import LogitStack, blend, fit_weights_rul
+from prognos.models.selection import alert_cost, best_subset, rul_loss
 
 PREDICTION_COLUMNS = [
     "asset_id",
@@ -87,8 +88,14 @@ class PostProcessing:
         proba = {m: oof[f"proba__{m}"].to_numpy() for m in members}
         capped = oof["rul_capped"].to_numpy(dtype=np.float64)
         failed = oof["failed"].to_numpy()
-        rul_weights = fit_weights_rul(rul, capped)
-        stack = LogitStack().fit(proba, failed)
+        threshold = bayes_threshold(cost_missed, cost_false_alarm)
+        # Members that do not pay out of fold get weight / slope 0 (models.selection).
+        for_rul = best_subset(oof, members, rul_loss())
+        for_alert = best_subset(oof, members, alert_cost(threshold, cost_missed, cost_false_alarm))
+        chosen = fit_weights_rul({m: rul[m] for m in for_rul}, capped)
+        rul_weights = {m: chosen.get(m, 0.0) for m in members}
+        stack = LogitStack().fit({m: proba[m] for m in for_alert}, failed)
+        stack.coef_ = {m: stack.coef_.get(m, 0.0) for m in members}
         calibrated = stack.predict(proba)
         # The interval claims the true RUL. Where it is unknown (a censored life in a retraining
         # set is only known to exceed the cap) the capped value is the nearest true statement.
@@ -101,7 +108,7 @@ class PostProcessing:
         return cls(
             rul_weights=rul_weights,
             stack=stack,
-            threshold=bayes_threshold(cost_missed, cost_false_alarm),
+            threshold=threshold,
             f2_threshold=f2_optimal_threshold(failed, calibrated),
             intervals=intervals,
         )

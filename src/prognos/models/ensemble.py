@@ -147,11 +147,13 @@ class LogitStack:
     Why not a weighted average of probabilities followed by a calibrator (the earlier design):
     in log-odds the members' evidence adds, each scaled by how much it is worth, and the slopes
     ``c_m >= 0`` are Platt scaling at the same time, so one fit of a few parameters replaces
-    weights plus calibrator, and a member that adds nothing gets ``c_m = 0`` (the coefficients
-    say when one member is better alone). Cross-fitted on FD001 (5 cuts, the same alert rule)
-    it missed as many failures as the earlier blend with two fewer false alarms (expected cost
-    102,000 against 106,000); most of the earlier blend's gap to the network alone (136,000
-    against 76,000) was the alert threshold (see ``decision.bayes_threshold``).
+    weights plus calibrator, and a member that adds nothing gets ``c_m = 0``. A member that
+    lowers the log loss of the rows it is fitted on but not the cost on new ones still gets a
+    slope: :mod:`prognos.models.selection` decides which members the stack sees. Cross-fitted on
+    FD001 (5 cuts, the same alert rule) it missed as many failures as the earlier blend with two
+    fewer false alarms (expected cost 102,000 against 106,000); most of the earlier blend's gap
+    to the network alone (136,000 against 76,000) was the alert threshold (see
+    ``decision.bayes_threshold``).
 
     The served log-odds are affine in each member's log-odds, so an additive explanation of
     each member (TreeSHAP, DeepLift) scaled by ``c_m`` adds up to the served log-odds exactly:

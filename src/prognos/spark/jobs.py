@@ -134,14 +134,17 @@ def training_set(
     assets_per_group: int,
     n_assets: int,
     window: int | None = None,
+    events: pd.DataFrame | None = None,
 ) -> DataFrame:
     """Features and labels at ``cuts`` random cut points per training asset (true RUL at most
     ``max_rul``): a training set of ``cuts`` rows per asset, whatever the fleet's history.
 
-    Labels as the pandas engine trains on them: run to failure, or from the readings' event log
-    (:attr:`SparkReadings.events`) the lives of retraining (``asset_id`` is ``"<asset>:<life>"``,
-    :data:`~prognos.spark.groups.LIFE_GROUP` its asset). ``window`` adds the network's input at
-    each cut: ``sequence`` (window x channels float32, flattened row by row) and ``length``.
+    Labels as the pandas engine trains on them: run to failure, or from an event log (``events``:
+    canonical columns, as ``read_events`` gives them; else the readings' own,
+    :attr:`SparkReadings.events`) the lives of retraining (``asset_id`` is
+    ``"<asset>:<life>"``, :data:`~prognos.spark.groups.LIFE_GROUP` its asset). ``window`` adds
+    the network's input at each cut: ``sequence`` (window x channels float32, flattened row by
+    row) and ``length``.
     """
     from pyspark.sql.types import (
         ArrayType,
@@ -154,7 +157,7 @@ def training_set(
     )
 
     fleet = readings.fleet
-    events = _life_events(readings)
+    events = _life_events(readings, events)
     get = shipped(spark, pipeline)
     get_events = shipped(spark, events)
     asset, time = key_types(readings)
@@ -185,18 +188,23 @@ def training_set(
     return grouped(readings, assets_per_group, n_assets).applyInPandas(run, StructType(fields))
 
 
-def _life_events(readings: SparkReadings) -> pd.DataFrame | None:
-    """The event log in lives' terms (None for run-to-failure fleets); a fleet with neither
-    cannot be labelled."""
-    from prognos.data.outcomes import spec_events
+def _life_events(readings: SparkReadings, given: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The event log in lives' terms: the one given, else none for a run-to-failure fleet (as
+    retraining prefers it), else the readings' own; a fleet with neither cannot be labelled.
+    Checked here, on the driver: a bad log fails before the job, not inside a task."""
+    from prognos.data.outcomes import EVENT_COLUMNS, check_events, spec_events
 
-    if readings.run_to_failure:
+    if given is None and readings.run_to_failure:
         return None
-    if readings.events is None:
+    events = given if given is not None else readings.events
+    if events is None:
         raise LabelError(
             f"{readings.source} neither runs to failure nor has an event log: it cannot be labelled"
         )
+    missing = [c for c in EVENT_COLUMNS if c not in events.columns]
+    if missing:
+        raise LabelError(f"the event log lacks column(s) {missing} (read_events gives them)")
     rule = readings.fleet.labels
-    return spec_events(
-        readings.events, failure_events=rule.failure_events, reset_events=rule.reset_events
-    )
+    lives = spec_events(events, failure_events=rule.failure_events, reset_events=rule.reset_events)
+    check_events(lives)
+    return lives

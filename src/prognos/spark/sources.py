@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from prognos.data.sources import infer_spec, parse_source, read_events, sidecars
+from prognos.data.dataset import is_run_to_failure, labelled_by_events
+from prognos.data.sources import infer_spec, parse_source, read_events, read_meta, sidecars
 from prognos.errors import DataSourceError, LakeError
 from prognos.fleet import ASSET, TIME, FleetSpec
 from prognos.spark.groups import ARRIVAL, SOURCE_FILE
@@ -90,7 +91,7 @@ def _read_parquet(
             pd.read_parquet(first), name=path.name.split(".")[0], event_log=event_log is not None
         )
     elif event_log is not None:
-        spec = _event_log_spec(spec)
+        spec = labelled_by_events(spec)
     # The data files only (a directory holds its sidecars too), as the pandas engine reads them.
     files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
     if not files:
@@ -114,20 +115,10 @@ def _read_parquet(
         )
         frame = frame.join(sf.broadcast(ranks), "_name")
     frame = frame.drop("_name")
-    run_to_failure = spec.labels.shape == "run_to_failure" and event_log is None
-    if side.meta.exists():
-        import yaml
-
-        meta = yaml.safe_load(side.meta.read_text()) or {}
-        run_to_failure = bool(meta.get("run_to_failure", run_to_failure))
+    run_to_failure = is_run_to_failure(
+        read_meta(side.meta).get("run_to_failure"), spec, has_events=event_log is not None
+    )
     return SparkReadings(frame, spec, run_to_failure, source, events=event_log)
-
-
-def _event_log_spec(spec: FleetSpec) -> FleetSpec:
-    """An event log is given: labels come from it, whatever shape the spec was written with."""
-    if spec.labels.shape == "event_log":
-        return spec
-    return spec.model_copy(update={"labels": spec.labels.model_copy(update={"shape": "event_log"})})
 
 
 def _read_lake(
@@ -154,10 +145,10 @@ def _read_lake(
         event_log = read_events(
             events, asset_column=spec.asset_column, time_column=spec.time_column
         )
-        spec = _event_log_spec(spec)
-    run_to_failure = lake.meta(fleet).get("run_to_failure")
-    if not isinstance(run_to_failure, bool):
-        run_to_failure = event_log is None and spec.labels.shape == "run_to_failure"
+        spec = labelled_by_events(spec)
+    run_to_failure = is_run_to_failure(
+        lake.meta(fleet).get("run_to_failure"), spec, has_events=event_log is not None
+    )
     local = "://" not in query.url
     # Spark reads the files the lake lists (date pruning already done by path); an object
     # store needs its Hadoop connector on the cluster (s3a://, gs://, abfss://).

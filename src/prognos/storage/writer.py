@@ -15,7 +15,8 @@ durable: the service acknowledges a request only then, so that a crash, even ``k
 loses what it answered 200 for.
 
 Several processes (uvicorn workers) may share one spool directory; the files, their locks and
-how a dead process's files are taken over are in :mod:`.spool`.
+how a dead process's files are taken over are in :mod:`.spool`, the counting, indexing and
+replaying of what is spooled in :mod:`.writer_spool`.
 
 Records the database refuses (a bad value, not an outage) are isolated row by row and appended to
 ``rejected/`` with the error, so one bad record never blocks the others.
@@ -34,18 +35,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from prognos.errors import StorageError, StorageUnavailableError
+from prognos.errors import StorageUnavailableError
 from prognos.storage.database import Database
 from prognos.storage.inflight import PendingPredictions, Tickets
 from prognos.storage.records import RecordKind, normalise_record
 from prognos.storage.repository import insert_records
-from prognos.storage.spool import SpoolFile, SpoolFiles, encode
+from prognos.storage.spool import Record
+from prognos.storage.writer_spool import WriterSpool
 
 __all__ = ["RecordWriter"]
 
 log = logging.getLogger(__name__)
-
-_Item = tuple[RecordKind, dict[str, Any]]
 
 
 class RecordWriter:
@@ -73,18 +73,22 @@ class RecordWriter:
         self._retry_interval = retry_interval
         self._token = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
 
-        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Record | None] = queue.SimpleQueue()
         self._cond = threading.Condition()  # guards the health flag and the spool counters
         self._tickets = Tickets()  # submitted and settled (committed, spooled or rejected)
-        self._spooled = 0
-        self._rejected = 0
         self._pending = PendingPredictions()
         self._healthy = True
         self._leftovers_done = threading.Event()  # files of earlier processes replayed
 
-        self._file_lock = threading.Lock()  # guards spool files: the thread and close() append
-        self._files = SpoolFiles(self._spool_dir, self._token)
-        self._stash: list[_Item] = []  # batches that could be neither written nor spooled
+        self._spooler = WriterSpool(
+            self._spool_dir,
+            self._token,
+            cond=self._cond,
+            tickets=self._tickets,
+            pending=self._pending,
+            batch_size=batch_size,
+        )
+        self._stash: list[Record] = []  # batches that could be neither written nor spooled
 
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -125,9 +129,9 @@ class RecordWriter:
             late = self._drain_queue()
             if late:
                 log.warning("%d records submitted after close(): spooled", len(late))
-                with self._file_lock:
+                with self._spooler.lock:
                     self._spool(late)
-                    self._release_files()
+                    self._spooler.release()
         return dict(record)
 
     def ticket(self) -> int:
@@ -152,10 +156,10 @@ class RecordWriter:
             return False
         with self._cond:
             self._cond.wait_for(
-                lambda: not self._healthy or self._spooled == 0,
+                lambda: not self._healthy or self._spooler.spooled == 0,
                 max(0.0, deadline - time.monotonic()),
             )
-            return self._healthy and self._spooled == 0
+            return self._healthy and self._spooler.spooled == 0
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every record submitted so far is committed or spooled; False on timeout."""
@@ -172,14 +176,14 @@ class RecordWriter:
             return {
                 "database": "ok" if self._healthy else "down",
                 "queued": self._tickets.outstanding,
-                "spooled": self._spooled,
-                "rejected": self._rejected,
+                "spooled": self._spooler.spooled,
+                "rejected": self._spooler.rejected,
             }
 
     @property
     def rejected(self) -> int:
         """Records the database refused (kept under ``rejected/`` in the spool directory)."""
-        return self._rejected
+        return self._spooler.rejected
 
     def pending_prediction(self, prediction_id: str) -> dict[str, Any] | None:
         """A prediction that is queued or spooled but not yet in the database, else None."""
@@ -203,11 +207,11 @@ class RecordWriter:
                 log.warning("record writer did not stop in %.1fs; spooling the queue", timeout)
         self._closed = True
         leftovers = self._drain_queue()
-        with self._file_lock:
+        with self._spooler.lock:
             if leftovers:
                 self._spool(leftovers)
             if thread is None or not thread.is_alive():
-                self._release_files()
+                self._spooler.release()
 
     def __enter__(self) -> RecordWriter:
         self.start()
@@ -235,9 +239,9 @@ class RecordWriter:
             if self._healthy and not self._past_deadline():
                 self._guard(self._replay)  # leave nothing behind that can be written now
         finally:
-            with self._file_lock:
+            with self._spooler.lock:
                 self._spool(self._stash + self._drain_queue())
-                self._release_files()
+                self._spooler.release()
 
     def _guard(self, step: Callable[[], None]) -> None:
         """Run one step; an unexpected error is logged and retried later, never fatal: a dead
@@ -251,7 +255,7 @@ class RecordWriter:
     def _startup(self) -> None:
         self._maintain()  # up: take and replay what earlier processes left
         if not self._healthy:
-            self._claim_leftovers()  # down: take them now, so pending_prediction finds them
+            self._spooler.claim_leftovers()  # down: take them now, so pending_prediction finds them
 
     def _step(self) -> None:
         batch, self._stash = self._stash + self._take(), []
@@ -263,7 +267,7 @@ class RecordWriter:
         if time.monotonic() >= self._next_maintain and not self._past_deadline():
             self._maintain()
 
-    def _take(self) -> list[_Item]:
+    def _take(self) -> list[Record]:
         """The next batch: the first record to arrive (waiting at most ``flush_interval``, so
         the thread also wakes to ping and replay), then whatever else is queued by then, up to
         ``batch_size``. No timer: requests wait for their records to settle, and under load the
@@ -285,8 +289,8 @@ class RecordWriter:
             batch.append(item)
         return batch
 
-    def _drain_queue(self) -> list[_Item]:
-        items: list[_Item] = []
+    def _drain_queue(self) -> list[Record]:
+        items: list[Record] = []
         while True:
             try:
                 item = self._queue.get_nowait()
@@ -298,21 +302,21 @@ class RecordWriter:
     def _past_deadline(self) -> bool:
         return time.monotonic() >= self._deadline
 
-    def _handle(self, batch: list[_Item]) -> None:
+    def _handle(self, batch: list[Record]) -> None:
         if not batch:
             return
         if not self._healthy or self._past_deadline():
-            with self._file_lock:
+            with self._spooler.lock:
                 self._spool(batch)
             return
         try:
             self._write(batch, settle=True)
         except StorageUnavailableError as err:
             self._set_down(err)
-            with self._file_lock:
+            with self._spooler.lock:
                 self._spool(batch)
 
-    def _write(self, items: Sequence[_Item], *, settle: bool, normalised: bool = True) -> None:
+    def _write(self, items: Sequence[Record], *, settle: bool, normalised: bool = True) -> None:
         """Commit ``items`` in one transaction; rows the database refuses are set aside.
 
         Queued rows were normalised by ``submit``; rows read back from a spool file were not
@@ -334,23 +338,17 @@ class RecordWriter:
                     raise  # the caller spools (or keeps) the whole batch: replays are idempotent
                 except Exception as err:
                     kind, row = item
-                    self._reject(
+                    self._spooler.reject(
                         {"kind": kind, "row": row}, f"database refused a {kind} record: {err}"
                     )
         self._done(items, settle=settle)
 
-    def _done(self, items: Sequence[_Item], *, settle: bool) -> None:
+    def _done(self, items: Sequence[Record], *, settle: bool) -> None:
         for kind, row in items:
             if kind == "prediction":
                 self._pending.discard(str(row.get("id")))
         if settle:
             self._tickets.settle(len(items))
-
-    def _reject(self, record: dict[str, Any], error: str) -> None:
-        """Set aside a record that can never be written (see ``SpoolFiles.keep_rejected``)."""
-        self._files.keep_rejected(record, error)
-        with self._cond:
-            self._rejected += 1
 
     # ------------------------------------------------------------------------------ health
 
@@ -380,91 +378,26 @@ class RecordWriter:
             log.info(
                 "database %s is back; replaying %d spooled records",
                 self._db.display_url,
-                self._spooled,
+                self._spooler.spooled,
             )
-        self._claim_leftovers()
+        self._spooler.claim_leftovers()
         self._replay()
 
     # ------------------------------------------------------------------------------ spool files
 
-    def _spool(self, items: list[_Item]) -> None:
-        """Append ``items`` to this writer's spool file and fsync; call with ``_file_lock`` held.
+    def _spool(self, items: list[Record]) -> None:
+        """Append ``items`` to this writer's spool file and fsync; call with the spool's lock held.
 
         If the disk refuses too, the items stay in memory and are tried again.
         """
-        if not items:
-            return
-        lines = []
-        for item in items:
-            try:
-                lines.append(encode(*item))
-            except (TypeError, ValueError) as err:  # pragma: no cover - rows are normalised
-                self._reject({"kind": item[0], "row": repr(item[1])}, f"cannot spool: {err}")
-        try:
-            self._files.append(lines)
-        except OSError:
-            log.exception("cannot spool %d records; keeping them in memory", len(items))
+        if not self._spooler.spool(items):
             self._stash = items + self._stash
-            return
-        with self._cond:
-            self._spooled += len(lines)
-        self._tickets.settle(len(items))
-
-    def _claim_leftovers(self) -> None:
-        """Take the spool files of processes that are gone; count and index their records."""
-        for claimed in self._files.claim_leftovers():
-            claimed.rows = self._index(claimed)
-            with self._cond:
-                self._spooled += claimed.rows
-            log.info("took %d spooled records from %s", claimed.rows, claimed.path.name)
-
-    def _index(self, spool: SpoolFile) -> int:
-        """Count a claimed file's records; remember its predictions for ``pending_prediction``."""
-        count = 0
-        for _, _, record in self._files.records(spool):
-            count += 1
-            if isinstance(record, str) or record[0] != "prediction":
-                continue  # an unreadable line is reported when replayed
-            try:
-                row = normalise_record("prediction", record[1])
-            except (KeyError, TypeError, StorageError):
-                continue
-            self._pending.add(row)
-        return count
 
     def _replay(self) -> None:
         """Write every owned spool file to the database, oldest first; stops at an outage."""
-        with self._file_lock:
-            self._files.seal()
-        while (spool := self._files.oldest()) is not None:
-            if self._past_deadline() or not self._replay_file(spool):
-                return
+        outage = self._spooler.replay(self._write_spooled, self._past_deadline)
+        if outage is not None:
+            self._set_down(outage)
 
-    def _replay_file(self, spool: SpoolFile) -> bool:
-        items: list[_Item] = []
-        for _, line, record in self._files.records(spool):
-            if isinstance(record, str):
-                line_text = line.decode("utf-8", "replace")
-                self._reject({"file": spool.path.name, "line": line_text}, record)
-            else:
-                items.append(record)
-        for start in range(0, len(items), self._batch_size):
-            chunk = items[start : start + self._batch_size]
-            try:
-                self._write(chunk, settle=False, normalised=False)
-            except StorageUnavailableError as err:
-                self._set_down(err)
-                return False
-        self._files.remove(spool)
-        with self._cond:
-            self._spooled -= spool.rows
-            self._cond.notify_all()
-        log.info("replayed %d spooled records from %s", len(items), spool.path.name)
-        return True
-
-    def _release_files(self) -> None:
-        """Close (and so unlock) every file this writer holds; call with ``_file_lock`` held.
-
-        Files with rows stay on disk for the next writer to take.
-        """
-        self._files.release()
+    def _write_spooled(self, items: Sequence[Record]) -> None:
+        self._write(items, settle=False, normalised=False)
