@@ -160,7 +160,7 @@ def test_not_fitted_clone_and_params(fleet: Fleet) -> None:
     params = model.get_params()
     assert params["arch"] == "cnn" and params["hidden"] == 8 and params["seed"] == 5
     assert set(params) == {
-        "arch", "hidden", "layers", "dropout", "lr", "batch_size", "max_epochs", "patience",
+        "arch", "hidden", "layers", "dropout", "pool", "lr", "batch_size", "max_epochs", "patience",
         "validation_fraction", "rul_scale", "loss_weight", "level_noise", "ema_decay",
         "epoch_rows", "seed", "device", "threads", "verbose",
     }  # fmt: skip
@@ -297,6 +297,132 @@ def test_a_state_dict_from_before_the_relu_modules_loads(arch: str) -> None:
     # What unpickling a model saved before does: rebuild the network, load its state_dict.
     model = SequenceModel(arch=arch, hidden=hidden, layers=2)  # type: ignore[arg-type]
     state = {**model.__getstate__(), "window_": 8, "n_channels_": 3, "_net_state": old}
+    del state["pool"]  # saved before the parameter existed: loads unpooled
     restored = SequenceModel.__new__(SequenceModel)
     restored.__setstate__(state)
+    assert restored.pool == 1 and restored.net_.pool == 1
     assert all(torch.equal(v, old[k]) for k, v in restored.net_.state_dict().items())
+
+
+# --- multi-scale input (pool) -----------------------------------------------------------------
+
+
+def _explicit_pool(x: np.ndarray, lengths: np.ndarray, pool: int) -> tuple[np.ndarray, np.ndarray]:
+    """Group means over real readings and real fractions, group by group from the newest."""
+    rows, window, channels = x.shape
+    groups = -(-window // pool)
+    means = np.zeros((rows, groups, channels))
+    fractions = np.zeros((rows, groups))
+    for r in range(rows):
+        for g in range(groups):
+            end = window - (groups - 1 - g) * pool
+            real = [t for t in range(max(end - pool, 0), end) if t >= window - lengths[r]]
+            if real:
+                means[r, g] = x[r, real].mean(axis=0)
+            fractions[r, g] = len(real) / pool
+    return means, fractions
+
+
+@pytest.mark.parametrize(("window", "pool"), [(12, 3), (10, 3), (7, 2), (5, 8)])
+def test_pool_steps_equals_explicit_averaging(window: int, pool: int) -> None:
+    from prognos.models.network import pool_steps
+
+    rng = np.random.default_rng(window * pool)
+    x = rng.normal(size=(6, window, 4))
+    lengths = np.array([window, 1, 2, pool + 1, max(window - 1, 1), 3])
+    mask = np.arange(window)[None, :] >= (window - lengths)[:, None]
+    x[~mask] = 99.0  # padding: must not show
+    means, fractions = pool_steps(
+        torch.from_numpy(x * mask[..., None]), torch.from_numpy(mask.astype(np.float64)), pool
+    )
+    expected_means, expected_fractions = _explicit_pool(x, lengths, pool)
+    np.testing.assert_allclose(means.numpy(), expected_means, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(fractions.numpy(), expected_fractions)
+
+
+@pytest.mark.parametrize("arch", ["cnn", "lstm"])
+def test_pooled_network_is_the_network_on_averaged_input(arch: str) -> None:
+    """Window 12 pooled by 3 is, weight for weight, the window-4 network reading the 3-reading
+    means (lengths in whole groups, so the pooled mask is the 0/1 mask of length / 3)."""
+    from prognos.models.network import SequenceNet
+
+    torch.manual_seed(0)
+    kwargs: dict[str, Any] = {"n_channels": 3, "hidden": 8, "layers": 2, "dropout": 0.0}
+    pooled = SequenceNet(arch, window=12, pool=3, **kwargs).eval()  # type: ignore[arg-type]
+    plain = SequenceNet(arch, window=4, **kwargs).eval()  # type: ignore[arg-type]
+    plain.load_state_dict(pooled.state_dict())  # strict: same layers, the same dilations
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.normal(size=(5, 12, 3)).astype(np.float32))
+    lengths = torch.tensor([12, 9, 6, 3, 12])
+    with torch.no_grad():
+        got = pooled(x, lengths)
+        expected = plain(x.reshape(5, 4, 3, 3).mean(dim=2), lengths // 3)
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_pooled_receptive_field_covers_the_pooled_window() -> None:
+    from prognos.models.network import SequenceNet
+
+    def blocks(window: int, pool: int) -> list[int]:
+        return SequenceNet("cnn", 2, window, 4, 2, 0.0, pool=pool).dilations
+
+    assert blocks(150, 1) == [1, 2, 4, 8, 16, 32, 64]  # field 255 >= 150
+    assert blocks(150, 3) == blocks(50, 1) == [1, 2, 4, 8, 16]  # field 63 >= 50
+    assert blocks(151, 3) == blocks(51, 1)  # the short oldest group counts
+    with pytest.raises(ValueError, match="pool"):
+        SequenceNet("cnn", 2, 8, 4, 2, 0.0, pool=0)
+
+
+@pytest.fixture(scope="module")
+def pooled(fleet: Fleet) -> SequenceModel:
+    # WINDOW 20 pooled by 3: 7 steps, the oldest of 2 readings.
+    return SequenceModel(arch="cnn", pool=3, **FAST).fit(*fleet.train)
+
+
+def test_pooled_model_learns_and_ignores_padding(pooled: SequenceModel, fleet: Fleet) -> None:
+    X, y = fleet.test
+    rul, proba = pooled.predict_rul_and_proba(X)
+    assert pooled.net_.pool == 3
+    assert pearsonr(rul, y.rul).statistic > 0.8
+    assert roc_auc_score(y.failed, proba) > 0.95
+    short = X.take(np.flatnonzero(X.lengths < WINDOW))
+    pad = np.arange(WINDOW)[None, :] < (WINDOW - short.lengths)[:, None]
+    noisy = short.sequences.copy()
+    noisy[pad] = np.random.default_rng(0).normal(0, 50, size=noisy[pad].shape)
+    garbage = replace(short, sequences=noisy)
+    clean = pooled.predict_rul_and_proba(short)
+    moved = pooled.predict_rul_and_proba(garbage)
+    assert np.array_equal(clean[0], moved[0]) and np.array_equal(clean[1], moved[1])
+    # The explanation (DeepLift over the raw window) still adds up, and padding earns nothing.
+    terms, base = pooled.attributions(short)
+    np.testing.assert_array_equal(terms, pooled.attributions(garbage)[0])
+    p = clean[1]
+    assert base + terms.sum(axis=1) == pytest.approx(np.log(p) - np.log1p(-p), abs=1e-6)
+
+
+def test_pooled_deeplift_is_complete_and_captums(pooled: SequenceModel, fleet: Fleet) -> None:
+    from prognos.models.attribution import deeplift, deeplift_reference
+
+    X, _ = fleet.test
+    X = X.take(np.arange(0, len(X), 7))
+    offset = float(np.log(pooled.pos_weight_))
+    ours = deeplift(pooled.net_, X.sequences, X.lengths, offset)
+    assert np.abs(ours.delta).max() < 1e-5  # complete before closing: pooling is linear
+    captum = deeplift_reference(pooled.net_, X.sequences, X.lengths, offset)
+    scale = max(float(np.abs(captum.raw).max()), 1.0)
+    np.testing.assert_allclose(ours.raw, captum.raw, rtol=0, atol=1e-6 * scale)
+
+
+def test_clone_and_pickle_keep_pool(pooled: SequenceModel, fleet: Fleet) -> None:
+    X, _ = fleet.test
+    assert pooled.get_params()["pool"] == 3
+    twin = clone(pooled)
+    assert twin.pool == 3 and not hasattr(twin, "net_")
+    restored = pickle.loads(pickle.dumps(pooled))
+    assert restored.pool == 3 and restored.net_.pool == 3
+    assert np.array_equal(restored.predict_rul(X), pooled.predict_rul(X))
+    assert np.array_equal(restored.predict_proba(X), pooled.predict_proba(X))
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="pool"):
+            SequenceModel(pool=bad).fit(*_small(fleet))  # type: ignore[arg-type]

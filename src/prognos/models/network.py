@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-__all__ = ["SequenceNet", "deterministic", "torch_threads"]
+__all__ = ["SequenceNet", "deterministic", "pool_steps", "torch_threads"]
 
 
 class SequenceNet(nn.Module):
@@ -29,6 +29,12 @@ class SequenceNet(nn.Module):
     input given the lengths (masking and mean by a fixed mask, padding, convolutions, residual
     adds, concatenations, dropout in eval), which is what makes DeepLift's terms complete.
     The modules hold no parameters: the state_dict keys are those of the ``torch.relu`` network.
+
+    ``pool`` > 1 averages the masked input over groups of ``pool`` positions first
+    (:func:`pool_steps`), so the encoder sees ceil(W / pool) steps covering all W readings: the
+    long trend at the compute of a W / pool window. Group means divide by counts fixed by the
+    lengths, so the forward stays linear past the ReLUs; no parameters, and pool = 1 runs the
+    unpooled network operation for operation.
     """
 
     def __init__(
@@ -39,9 +45,14 @@ class SequenceNet(nn.Module):
         hidden: int,
         layers: int,
         dropout: float,
+        pool: int = 1,
     ) -> None:
         super().__init__()
+        if pool < 1:
+            raise ValueError(f"pool must be >= 1, got {pool}")
         self.arch = arch
+        self.pool = pool
+        steps = -(-window // pool)  # positions the encoder sees
         inputs = 2 * n_channels + 1  # levels, levels minus their window mean, the mask
         self.lstm: nn.LSTM | None = None
         self.convs = nn.ModuleList()
@@ -57,10 +68,10 @@ class SequenceNet(nn.Module):
             )
             encoded = hidden
         else:
-            # Dilations 1, 2, 4, ... until the receptive field (kernel 3) covers the window, and
-            # at least ``layers`` blocks.
+            # Dilations 1, 2, 4, ... until the receptive field (kernel 3) covers the (pooled)
+            # window, and at least ``layers`` blocks.
             d, field, n_blocks = 1, 1, 0
-            while field < window or n_blocks < layers:
+            while field < steps or n_blocks < layers:
                 self.dilations.append(d)
                 width = inputs if n_blocks == 0 else hidden
                 self.convs.append(nn.Conv1d(width, hidden, 3, dilation=d))
@@ -81,8 +92,17 @@ class SequenceNet(nn.Module):
         mask = (positions[None, :] >= (window - lengths)[:, None]).to(x.dtype)  # (B, W)
         m = mask[..., None]
         x = x * m  # padded positions become exact zeros, whatever they held
-        centre = x.sum(dim=1, keepdim=True) / m.sum(dim=1, keepdim=True)
-        x = torch.cat([x, (x - centre) * m, m], dim=2)
+        if self.pool == 1:
+            centre = x.sum(dim=1, keepdim=True) / m.sum(dim=1, keepdim=True)
+            x = torch.cat([x, (x - centre) * m, m], dim=2)
+        else:
+            x, mask = pool_steps(x, mask, self.pool)
+            m = mask[..., None]
+            # Weighted by the real fraction: the mean over the real readings, as unpooled; the
+            # centred levels are zeroed only where a group holds no reading.
+            centre = (x * m).sum(dim=1, keepdim=True) / m.sum(dim=1, keepdim=True)
+            present = (m > 0).to(x.dtype)
+            x = torch.cat([x, (x - centre) * present, m], dim=2)
         if self.lstm is not None:
             out, _ = self.lstm(x)
             encoded = out[:, -1]
@@ -97,6 +117,28 @@ class SequenceNet(nn.Module):
             encoded = torch.cat([h[:, :, -1], pooled], dim=1)
         z = self.drop(self.act(self.shared(self.drop(encoded))))
         return self.rul_head(z).squeeze(1), self.fail_head(z).squeeze(1)
+
+
+def pool_steps(x: Tensor, mask: Tensor, pool: int) -> tuple[Tensor, Tensor]:
+    """Average ``x`` (B, W, C), already zero at padded positions, over non-overlapping groups of
+    ``pool`` positions, the newest group ending at the last reading; the oldest group is short
+    when ``pool`` does not divide W (treated as padded at the front).
+
+    Returns (B, ceil(W / pool), C) means over each group's *real* positions (0 where it has
+    none), so a partly padded group keeps the level of its readings, and the mask (B, W) pooled
+    to each group's fraction of real positions. Both depend on the input only linearly for given
+    lengths (the counts come from the mask), so padding still changes nothing and DeepLift stays
+    complete.
+    """
+    batch, window, channels = x.shape
+    groups = -(-window // pool)
+    front = groups * pool - window
+    if front:
+        x = nn.functional.pad(x, (0, 0, front, 0))
+        mask = nn.functional.pad(mask, (front, 0))
+    sums = x.reshape(batch, groups, pool, channels).sum(dim=2)
+    counts = mask.reshape(batch, groups, pool).sum(dim=2)
+    return sums / counts.clamp(min=1.0)[..., None], counts / pool
 
 
 @contextmanager

@@ -16,6 +16,10 @@ Padding: ``FeaturePipeline.sequences`` zero-pads at the front. The network multi
 the mask first, so whatever sits in padded positions cannot change a prediction (exactly), and the
 mask channel tells it where the asset's history starts.
 
+Multi-scale input: ``pool`` > 1 averages the window over groups of ``pool`` readings before the
+encoder (:func:`~prognos.models.network.pool_steps`), so a window of 150 with pool 3 shows the
+network 150 cycles of trend in 50 steps, at about the compute of window 50.
+
 Global torch state (thread count, deterministic-algorithm flag, RNG) is set around each call and
 restored, so the member does not change the behaviour of other code in the process.
 """
@@ -67,6 +71,10 @@ class SequenceModel(BaseEstimator):
     ``device="auto"`` trains on CUDA when available. The fitted network lives on that device;
     pickling stores a CPU copy, and an unpickled model predicts on CPU. ``threads=None``: on CPU
     min(2, cores) threads to train and to predict large batches, 1 thread for <= 256 rows.
+
+    ``pool``: the network reads the window averaged over non-overlapping groups of ``pool``
+    readings (newest group ending at the last reading; mask channel = the group's real fraction);
+    1 reads it reading by reading.
     """
 
     def __init__(
@@ -75,6 +83,7 @@ class SequenceModel(BaseEstimator):
         hidden: int = 32,
         layers: int = 2,
         dropout: float = 0.1,
+        pool: int = 1,
         lr: float = 4e-3,
         batch_size: int = 256,
         max_epochs: int = 60,
@@ -94,6 +103,7 @@ class SequenceModel(BaseEstimator):
         self.hidden = hidden
         self.layers = layers
         self.dropout = dropout
+        self.pool = pool
         self.lr = lr
         self.batch_size = batch_size
         self.max_epochs = max_epochs
@@ -117,6 +127,10 @@ class SequenceModel(BaseEstimator):
             (self.hidden >= 1, f"hidden must be >= 1, got {self.hidden}"),
             (self.layers >= 1, f"layers must be >= 1, got {self.layers}"),
             (0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}"),
+            (
+                isinstance(self.pool, int | np.integer) and self.pool >= 1,
+                f"pool must be an integer >= 1, got {self.pool!r}",
+            ),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.max_epochs >= 1, f"max_epochs must be >= 1, got {self.max_epochs}"),
@@ -246,7 +260,13 @@ class SequenceModel(BaseEstimator):
 
     def _build(self, device: torch.device) -> SequenceNet:
         return SequenceNet(
-            self.arch, self.n_channels_, self.window_, self.hidden, self.layers, self.dropout
+            self.arch,
+            self.n_channels_,
+            self.window_,
+            self.hidden,
+            self.layers,
+            self.dropout,
+            pool=self.pool,
         ).to(device)
 
     def _tensors(
@@ -441,6 +461,7 @@ class SequenceModel(BaseEstimator):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         net_state = state.pop("_net_state", None)
+        state.setdefault("pool", 1)  # pickled before the parameter existed: unpooled
         super().__setstate__(state)
         if net_state is not None:
             net = self._build(torch.device("cpu"))
