@@ -22,21 +22,7 @@ from prognos.storage import Database, insert_readings
 from prognos.storage.lake import Lake, open_lake
 from prognos.storage.lake_export import export_fleet, export_lake
 from prognos.storage.training import fleet_readings
-
-
-def _rows(fleet: str, assets: int, cycles: range, *, day: datetime | None = None) -> list[dict]:
-    received = day or datetime(2026, 3, 1, 12, tzinfo=UTC)
-    return [
-        {
-            "fleet": fleet,
-            "asset_id": f"a{a}",
-            "time": c,
-            "values": {"load": float(c), "temp": 20.0 + a} if c % 7 else {"load": float(c)},
-            "received_at": received,
-        }
-        for c in cycles
-        for a in range(assets)
-    ]
+from tests.helpers.lake import lake_rows
 
 
 @pytest.fixture
@@ -64,13 +50,13 @@ def _same_as_database(lake: Lake, db: Database, fleet: str) -> None:
 
 
 def test_export_appends_each_reading_once(db: Database, tmp_path: Path) -> None:
-    insert_readings(db, _rows("pumps", 3, range(1, 21)) + _rows("fans", 2, range(1, 6)))
+    insert_readings(db, lake_rows("pumps", 3, range(1, 21)) + lake_rows("fans", 2, range(1, 6)))
     lake = open_lake(str(tmp_path / "lake"))
     first = {r.fleet: r for r in export_lake(db, lake, batch_rows=25)}
     assert first["pumps"].rows == 60 and first["pumps"].batches == 3
     assert first["fans"].rows == 10
     assert [r.rows for r in export_lake(db, lake)] == [0, 0]  # nothing new, nothing written
-    insert_readings(db, _rows("pumps", 3, range(21, 26)))
+    insert_readings(db, lake_rows("pumps", 3, range(21, 26)))
     again = export_fleet(db, lake, "pumps")
     assert again.rows == 15 and again.files == [
         f"fleet=pumps/date=2026-03-01/part-{again.watermark - 14:020d}.parquet"
@@ -84,7 +70,7 @@ def test_export_appends_each_reading_once(db: Database, tmp_path: Path) -> None:
 def test_a_crash_before_the_watermark_moves_duplicates_nothing(
     db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    insert_readings(db, _rows("pumps", 2, range(1, 11)))
+    insert_readings(db, lake_rows("pumps", 2, range(1, 11)))
     lake = open_lake(str(tmp_path / "lake"))
 
     def crash(self: Lake, fleet: str, state: dict) -> None:
@@ -96,7 +82,7 @@ def test_a_crash_before_the_watermark_moves_duplicates_nothing(
             export_fleet(db, lake, "pumps", batch_rows=100)
     assert lake.files("pumps") and lake.export_state("pumps")["reading_id"] == 0
     # More readings arrive before the retry: the batch grows, its file is replaced, not doubled.
-    insert_readings(db, _rows("pumps", 2, range(11, 14)))
+    insert_readings(db, lake_rows("pumps", 2, range(11, 14)))
     retried = export_fleet(db, lake, "pumps", batch_rows=100)
     assert retried.rows == 26
     assert len(lake.files("pumps")) == 1
@@ -118,7 +104,8 @@ def test_dates_and_partition_filters(db: Database, tmp_path: Path) -> None:
         for h in range(4)
     ]
     insert_readings(db, stamped)
-    insert_readings(db, _rows("cycles", 1, range(1, 5), day=datetime(2026, 2, 3, 23, tzinfo=UTC)))
+    late = datetime(2026, 2, 3, 23, tzinfo=UTC)
+    insert_readings(db, lake_rows("cycles", 1, range(1, 5), day=late))
     lake = open_lake(str(tmp_path / "lake"))
     export_lake(db, lake)
     # Timestamped readings go to the day of their time, cycles to the day they were stored.
@@ -167,7 +154,7 @@ def test_lake_source_reads_a_fleet_with_its_spec_and_shape(db: Database, tmp_pat
 
 
 def test_lake_source_errors_name_the_problem(db: Database, tmp_path: Path) -> None:
-    insert_readings(db, _rows("a", 1, range(1, 3)) + _rows("b", 1, range(1, 3)))
+    insert_readings(db, lake_rows("a", 1, range(1, 3)) + lake_rows("b", 1, range(1, 3)))
     export_lake(db, open_lake(str(tmp_path / "lake")))
     root = tmp_path / "lake"
     with pytest.raises(LakeError, match="holds 2 fleets"):
@@ -184,7 +171,7 @@ def test_lake_source_errors_name_the_problem(db: Database, tmp_path: Path) -> No
 
 def test_an_fsspec_memory_lake(db: Database) -> None:
     url = f"memory://lake-{uuid.uuid4().hex[:8]}"
-    insert_readings(db, _rows("pumps", 2, range(1, 9)))
+    insert_readings(db, lake_rows("pumps", 2, range(1, 9)))
     lake = open_lake(url)
     assert export_lake(db, lake, batch_rows=5)[0].rows == 16
     assert export_lake(db, lake)[0].rows == 0
@@ -196,7 +183,7 @@ def test_an_fsspec_memory_lake(db: Database) -> None:
 
 def test_duckdb_reads_the_lake(db: Database, tmp_path: Path) -> None:
     duckdb = pytest.importorskip("duckdb")
-    insert_readings(db, _rows("pumps", 2, range(1, 11)) + _rows("fans", 1, range(1, 4)))
+    insert_readings(db, lake_rows("pumps", 2, range(1, 11)) + lake_rows("fans", 1, range(1, 4)))
     export_lake(db, open_lake(str(tmp_path / "lake")), batch_rows=7)
     found = duckdb.sql(
         f"SELECT fleet, date, count(*), count(DISTINCT asset_id), max(temp) "
@@ -214,7 +201,7 @@ def test_spark_reads_the_lake(db: Database, tmp_path: Path) -> None:
     pyspark = pytest.importorskip("pyspark")
     if shutil.which("java") is None:
         pytest.skip("Spark needs a Java runtime")
-    insert_readings(db, _rows("pumps", 2, range(1, 11)))
+    insert_readings(db, lake_rows("pumps", 2, range(1, 11)))
     export_lake(db, open_lake(str(tmp_path / "lake")), batch_rows=7)
     spark = (
         pyspark.sql.SparkSession.builder.master("local[1]")
@@ -241,7 +228,7 @@ def test_postgres_export_waits_for_open_writers(postgres_url: str, tmp_path: Pat
     db = Database(postgres_url)
     db.upgrade()
     try:
-        insert_readings(db, _rows("pumps", 1, range(1, 3)))
+        insert_readings(db, lake_rows("pumps", 1, range(1, 3)))
         lake = open_lake(str(tmp_path / "lake"))
         with db.engine.connect() as slow:
             tx = slow.begin()
@@ -251,7 +238,7 @@ def test_postgres_export_waits_for_open_writers(postgres_url: str, tmp_path: Pat
                     "VALUES ('pumps', 'late', 1, '{\"load\": 1.0}', now())"
                 )
             )
-            insert_readings(db, _rows("pumps", 1, range(3, 5)))  # a larger id, committed
+            insert_readings(db, lake_rows("pumps", 1, range(3, 5)))  # a larger id, committed
             threading.Timer(0.5, tx.commit).start()
             started = time.perf_counter()
             result = export_fleet(db, lake, "pumps")

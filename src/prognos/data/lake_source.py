@@ -120,6 +120,28 @@ def canonical_readings(frame: pd.DataFrame, spec: FleetSpec, where: str) -> pd.D
     return readings
 
 
+def lake_labels(
+    lake: Lake,
+    fleet: str,
+    spec: FleetSpec,
+    events: str | Path | None,
+    read_events: Callable[..., pd.DataFrame],
+) -> tuple[FleetSpec, pd.DataFrame | None, bool]:
+    """How a lake fleet is labelled, the same for the pandas and the Spark engine: the spec
+    (labelled by events when an event log is given), the event log, and whether it runs to
+    failure (the lake's meta, else the spec's rule)."""
+    event_log = None
+    if events is not None:
+        event_log = read_events(
+            events, asset_column=spec.asset_column, time_column=spec.time_column
+        )
+        spec = labelled_by_events(spec)
+    run_to_failure = is_run_to_failure(
+        lake.meta(fleet).get("run_to_failure"), spec, has_events=event_log is not None
+    )
+    return spec, event_log, run_to_failure
+
+
 def load_lake(
     source: str,
     path: str,
@@ -146,15 +168,7 @@ def load_lake(
         if len(sample) and bool((sample[TIME] >= TIMESTAMP_FLOOR_NS).all()):
             sample[TIME] = pd.to_datetime(sample[TIME], unit="ns", utc=True)
         spec = infer_spec(sample, name=fleet)
-    event_log = None
-    if events is not None:
-        event_log = read_events(
-            events, asset_column=spec.asset_column, time_column=spec.time_column
-        )
-        spec = labelled_by_events(spec)
-    run_to_failure = is_run_to_failure(
-        lake.meta(fleet).get("run_to_failure"), spec, has_events=event_log is not None
-    )
+    spec, event_log, run_to_failure = lake_labels(lake, fleet, spec, events, read_events)
     readings = canonical_readings(frame, spec, f"lake {query.url} fleet {fleet!r}")
     located = LakeQuery(url=query.url, fleet=fleet, start=query.start, end=query.end)
     return FleetData(

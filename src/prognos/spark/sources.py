@@ -124,7 +124,7 @@ def _read_parquet(
 def _read_lake(
     spark: SparkSession, source: str, path: str, spec: FleetSpec | None, events: str | Path | None
 ) -> SparkReadings:
-    from prognos.data.lake_source import lake_readings, lake_spec, parse_lake
+    from prognos.data.lake_source import lake_labels, lake_readings, lake_spec, parse_lake
     from prognos.storage.lake import METADATA_COLUMNS, open_lake
 
     query = parse_lake(path)
@@ -140,15 +140,7 @@ def _read_lake(
     if spec is None:
         sample = lake_readings(lake, files[:1]).drop(columns=list(METADATA_COLUMNS))
         spec = infer_spec(sample, name=fleet)
-    event_log = None
-    if events is not None:
-        event_log = read_events(
-            events, asset_column=spec.asset_column, time_column=spec.time_column
-        )
-        spec = labelled_by_events(spec)
-    run_to_failure = is_run_to_failure(
-        lake.meta(fleet).get("run_to_failure"), spec, has_events=event_log is not None
-    )
+    spec, event_log, run_to_failure = lake_labels(lake, fleet, spec, events, read_events)
     local = "://" not in query.url
     # Spark reads the files the lake lists (date pruning already done by path); an object
     # store needs its Hadoop connector on the cluster (s3a://, gs://, abfss://).
