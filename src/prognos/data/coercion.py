@@ -46,11 +46,7 @@ def coerce_number(raw: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     numbers = pd.to_numeric(raw.astype(object), errors="coerce")
     values = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
     failed = np.isnan(values) & ~missing
-    if failed.any():
-        null_like = _null_token(raw[failed])
-        idx = np.flatnonzero(failed)
-        missing[idx[null_like]] = True
-        failed[idx[null_like]] = False
+    _null_tokens_are_missing(raw, failed, missing)
     return values, failed, missing
 
 
@@ -69,12 +65,18 @@ def coerce_time(raw: pd.Series, kind: str) -> tuple[pd.Series | np.ndarray, np.n
         return pd.Series(pd.NaT, index=pd.RangeIndex(len(raw))), ~missing, missing
     parsed = _parse_datetimes(raw.astype(object).reset_index(drop=True))
     failed = parsed.isna().to_numpy(dtype=bool) & ~missing
+    _null_tokens_are_missing(raw, failed, missing)
+    return parsed, failed, missing
+
+
+def _null_tokens_are_missing(raw: pd.Series, failed: np.ndarray, missing: np.ndarray) -> None:
+    """Cells that failed to parse but spell a null ("NA", "null", ...) are missing, not bad: moved
+    from ``failed`` to ``missing`` in place."""
     if failed.any():
         null_like = _null_token(raw[failed])
         idx = np.flatnonzero(failed)
         missing[idx[null_like]] = True
         failed[idx[null_like]] = False
-    return parsed, failed, missing
 
 
 def _parse_datetimes(raw: pd.Series) -> pd.Series:
