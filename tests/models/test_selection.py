@@ -60,3 +60,12 @@ def test_without_folds_every_member_is_kept() -> None:
     assert best_subset(oof, ["a", "copy"], rul_loss()) == ["a", "copy"]
     one_fold = _oof(np.random.default_rng(0), folds=1)
     assert best_subset(one_fold, ["a", "copy"], rul_loss()) == ["a", "copy"]
+
+
+def test_without_selection_every_member_keeps_its_fitted_weight() -> None:
+    oof = _oof(np.random.default_rng(0))
+    post = PostProcessing.fit(
+        oof, ["a", "copy"], coverage=0.9, cost_missed=50_000, cost_false_alarm=2_000,
+        rul_cap=125, select=False,
+    )  # fmt: skip
+    assert post.members == ["a", "copy"] and post.rul_weights["copy"] > 0

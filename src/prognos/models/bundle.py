@@ -81,17 +81,22 @@ class PostProcessing:
         cost_missed: float,
         cost_false_alarm: float,
         rul_cap: float | None = None,
+        select: bool = True,
     ) -> PostProcessing:
         """From out-of-fold columns ``rul__{member}``, ``proba__{member}``, ``rul`` (true),
-        ``rul_capped`` and ``failed``. ``rul_cap``: intervals reaching it are open above."""
+        ``rul_capped`` and ``failed``. ``rul_cap``: intervals reaching it are open above.
+        ``select``: keep only the members that pay out of fold (else all, by the fits alone)."""
         rul = {m: oof[f"rul__{m}"].to_numpy() for m in members}
         proba = {m: oof[f"proba__{m}"].to_numpy() for m in members}
         capped = oof["rul_capped"].to_numpy(dtype=np.float64)
         failed = oof["failed"].to_numpy()
         threshold = bayes_threshold(cost_missed, cost_false_alarm)
         # Members that do not pay out of fold get weight / slope 0 (models.selection).
-        for_rul = best_subset(oof, members, rul_loss())
-        for_alert = best_subset(oof, members, alert_cost(threshold, cost_missed, cost_false_alarm))
+        for_rul, for_alert = list(members), list(members)
+        if select:
+            for_rul = best_subset(oof, members, rul_loss())
+            cost = alert_cost(threshold, cost_missed, cost_false_alarm)
+            for_alert = best_subset(oof, members, cost)
         chosen = fit_weights_rul({m: rul[m] for m in for_rul}, capped)
         rul_weights = {m: chosen.get(m, 0.0) for m in members}
         stack = LogitStack().fit({m: proba[m] for m in for_alert}, failed)

@@ -88,6 +88,11 @@ class TrainConfig(BaseModel):
         default_factory=lambda: list(DEFAULT_ENSEMBLE),
         description="Members blended in the deployed model (weights learned out of fold).",
     )
+    select_members: bool = Field(
+        default=True,
+        description="Keep only the members that pay out of fold (models.selection); false keeps "
+        "every ensemble member in both outputs, weighted by the fits alone.",
+    )
     costs: CostConfig = Field(default_factory=CostConfig)
     coverage: float = Field(default=0.9, gt=0, lt=1, description="RUL interval coverage.")
     gate: GateConfig = Field(default_factory=GateConfig)

@@ -237,6 +237,7 @@ def cross_fit(
                 coverage=config.coverage,
                 cost_missed=config.costs.missed_failure,
                 cost_false_alarm=config.costs.false_alarm,
+                select=config.select_members,
                 rul_cap=rul_cap,
             )
             out = post.apply(

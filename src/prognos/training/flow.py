@@ -109,6 +109,7 @@ def fit_bundle(
         coverage=config.coverage,
         cost_missed=config.costs.missed_failure,
         cost_false_alarm=config.costs.false_alarm,
+        select=config.select_members,
         rul_cap=float(config.rul_cap or fleet.labels.rul_cap),
     )
     members = {}
