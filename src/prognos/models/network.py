@@ -13,10 +13,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
 
+import numpy as np
 import torch
+from numpy.typing import NDArray
 from torch import Tensor, nn
 
-__all__ = ["SequenceNet", "deterministic", "pool_steps", "torch_threads"]
+from prognos.models.base import ModelInput
+
+__all__ = [
+    "SequenceNet",
+    "checked_sequences",
+    "deterministic",
+    "pool_steps",
+    "torch_device",
+    "torch_threads",
+]
 
 
 class SequenceNet(nn.Module):
@@ -168,3 +179,37 @@ def deterministic(enabled: bool) -> Iterator[None]:
     finally:
         if enabled:
             torch.use_deterministic_algorithms(was, warn_only=was_warn)
+
+
+def torch_device(name: str) -> torch.device:
+    """The device ``name`` asks for ("auto": CUDA when present, else the CPU), refused with a
+    ``ValueError`` when it is not a device or is CUDA on a machine without it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"device {name!r} is not a torch device") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def checked_sequences(X: ModelInput) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """``X``'s sequences as contiguous float32 and lengths as int64, after checking shapes,
+    lengths in 1..window and finiteness (a clear error instead of a wrong network input)."""
+    seq = np.asarray(X.sequences)
+    lengths = np.asarray(X.lengths)
+    if seq.ndim != 3:
+        raise ValueError(f"sequences must be 3-D (rows, window, channels), got shape {seq.shape}")
+    rows, window, _ = seq.shape
+    if lengths.shape != (rows,):
+        raise ValueError(f"lengths must have shape ({rows},), got {lengths.shape}")
+    if rows and (lengths.min() < 1 or lengths.max() > window):
+        raise ValueError(
+            f"lengths must be in 1..window ({window}), got {lengths.min()}..{lengths.max()}"
+        )
+    seq = np.ascontiguousarray(seq, dtype=np.float32)
+    if not np.isfinite(seq).all():
+        raise ValueError("sequences contain NaN or infinite values")
+    return seq, lengths.astype(np.int64, copy=False)

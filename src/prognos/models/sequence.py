@@ -41,7 +41,13 @@ from torch.optim import swa_utils
 
 from prognos.errors import NotFittedError
 from prognos.models.base import ModelInput, Targets
-from prognos.models.network import SequenceNet, deterministic, torch_threads
+from prognos.models.network import (
+    SequenceNet,
+    checked_sequences,
+    deterministic,
+    torch_device,
+    torch_threads,
+)
 
 __all__ = ["SequenceModel"]
 
@@ -156,17 +162,6 @@ class SequenceModel(BaseEstimator):
             if not ok:
                 raise ValueError(message)
 
-    def _resolve_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        try:
-            device = torch.device(self.device)
-        except RuntimeError as exc:
-            raise ValueError(f"device {self.device!r} is not a torch device") from exc
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {self.device!r} requested but CUDA is not available")
-        return device
-
     def _cpu_threads(self, rows: int, *, training: bool) -> int:
         if self.threads is not None:
             return self.threads
@@ -174,32 +169,12 @@ class SequenceModel(BaseEstimator):
             return 1
         return min(2, os.cpu_count() or 1)
 
-    @staticmethod
-    def _check_input(X: ModelInput) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-        seq = np.asarray(X.sequences)
-        lengths = np.asarray(X.lengths)
-        if seq.ndim != 3:
-            raise ValueError(
-                f"sequences must be 3-D (rows, window, channels), got shape {seq.shape}"
-            )
-        rows, window, _ = seq.shape
-        if lengths.shape != (rows,):
-            raise ValueError(f"lengths must have shape ({rows},), got {lengths.shape}")
-        if rows and (lengths.min() < 1 or lengths.max() > window):
-            raise ValueError(
-                f"lengths must be in 1..window ({window}), got {lengths.min()}..{lengths.max()}"
-            )
-        seq = np.ascontiguousarray(seq, dtype=np.float32)
-        if not np.isfinite(seq).all():
-            raise ValueError("sequences contain NaN or infinite values")
-        return seq, lengths.astype(np.int64, copy=False)
-
     # -- fit -----------------------------------------------------------------------------------
 
     def fit(self, X: ModelInput, y: Targets) -> Self:
         """Train with early stopping on asset-held-out loss; restores the best epoch's weights."""
         self._check_params()
-        seq, lengths = self._check_input(X)
+        seq, lengths = checked_sequences(X)
         rows, window, n_channels = seq.shape
         if rows == 0:
             raise ValueError("cannot fit on zero rows")
@@ -215,7 +190,7 @@ class SequenceModel(BaseEstimator):
         if groups.shape != (rows,):
             raise ValueError(f"groups must have shape ({rows},), got {groups.shape}")
 
-        device = self._resolve_device()
+        device = torch_device(self.device)
         rng = np.random.default_rng(self.seed)
         train_rows, val_rows = self._split(groups, rng)
         n_pos = float(failed[train_rows].sum())
@@ -387,7 +362,7 @@ class SequenceModel(BaseEstimator):
     def _fitted_input(self, X: ModelInput) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         if not hasattr(self, "net_"):
             raise NotFittedError("SequenceModel is not fitted: call fit() first")
-        seq, lengths = self._check_input(X)
+        seq, lengths = checked_sequences(X)
         _, window, channels = seq.shape
         if (window, channels) != (self.window_, self.n_channels_):
             raise ValueError(
