@@ -8,7 +8,8 @@ cross-fitted expected cost came out at 216,000 against 174,000 for XGBoost alone
 candidate subset is itself cross-fitted over the out-of-fold rows' folds (fit on the other folds,
 score the held-out one, the same protocol as the reported figures) and scored by what the
 decision is judged on: expected cost of the alerts for the probability, squared error for the
-RUL. The winner is refitted on all rows; members outside it get weight and slope 0, so the
+RUL. The smallest subset within one standard error of the best (:func:`best_subset`) is
+refitted on all rows; members outside it get weight and slope 0, so the
 learned parameters say when a member is better alone.
 """
 
@@ -90,14 +91,6 @@ def alert_cost(threshold: float, cost_missed: float, cost_false_alarm: float) ->
         )
 
     return score
-
-
-def log_loss(train: pd.DataFrame, held: pd.DataFrame, subset: list[str]) -> NDArray[np.float64]:
-    """Log loss of the stacked probability per row: a proper score, smoother than the cost."""
-    stack = LogitStack().fit(_columns(train, "proba", subset), train["failed"].to_numpy())
-    p = np.clip(stack.predict(_columns(held, "proba", subset)), 1e-7, 1.0 - 1e-7)
-    failed = held["failed"].to_numpy().astype(bool)
-    return np.asarray(-np.where(failed, np.log(p), np.log1p(-p)), dtype=np.float64)
 
 
 def _columns(frame: pd.DataFrame, kind: str, subset: list[str]) -> dict[str, NDArray[np.float64]]:
