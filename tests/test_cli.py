@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -339,3 +341,40 @@ def test_version_and_help_write_nothing(tmp_path: Path, monkeypatch: pytest.Monk
     for command in ("simulate", "data", "features", "demo", "version"):
         assert command in help_result.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        (["simulate"], "Number of assets [default: 100]."),
+        (["keys", "create"], "Requests per minute [default: the service's default]."),
+        (["stream", "publish"], "mqtt://[user:pass@]host[:port]"),
+    ],
+)
+def test_help_shows_the_bracketed_defaults(command: list[str], shown: str) -> None:
+    """Rich reads an unescaped ``[default: ...]`` as a markup tag and drops it from the help."""
+    result = run(*command, "--help")
+    assert result.exit_code == 0, result.output
+    assert shown in result.stdout
+
+
+def test_no_help_text_loses_a_bracket_to_rich_markup() -> None:
+    """Every help text renders as written: an unescaped ``[word...]`` would vanish (see above)."""
+    import typer
+    from rich.markup import render
+
+    from prognos.cli import app
+
+    def texts(command: Any, path: str) -> Iterator[tuple[str, str]]:
+        yield path, command.help or ""
+        for param in command.params:
+            yield f"{path} {param.name}", getattr(param, "help", None) or ""
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from texts(sub, f"{path} {name}")
+
+    lost = {
+        where: text
+        for where, text in texts(typer.main.get_command(app), "prognos")
+        if render(text).plain != text.replace("\\[", "[")
+    }
+    assert not lost

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers.trained import FAST
+from tests.helpers.configs import QUICK
 
 REPO = Path(__file__).resolve().parents[1]
 VERSIONED = ("lake", "features", "train")
@@ -40,7 +40,7 @@ def test_dvc_repro_push_and_pull(tmp_path: Path) -> None:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"].update(train="sim:n_assets=10,seed=3", holdout="sim:n_assets=4,seed=4")
     (work / "params.yaml").write_text(yaml.safe_dump(params))
-    (work / "pipeline" / "train.yaml").write_text(yaml.safe_dump(FAST))
+    (work / "pipeline" / "train.yaml").write_text(yaml.safe_dump(QUICK))
     env = {
         k: v
         for k, v in os.environ.items()

@@ -20,9 +20,10 @@ from prognos.data.simulator import SimulatorConfig, simulate_fleet
 from prognos.monitoring.build import profile_from_training
 from prognos.training.config import TrainConfig
 from prognos.training.flow import train
+from tests.helpers.configs import QUICK
 from tests.helpers.serving import body_for, free_port, readings, server_process
 from tests.helpers.tools import background
-from tests.helpers.trained import FAST, Trained
+from tests.helpers.trained import Trained
 
 MLFLOW = Path(sys.executable).with_name("mlflow")
 
@@ -59,7 +60,7 @@ def test_train_serve_and_promote_through_an_mlflow_server(
         settings = get_settings(home=home, mlflow_tracking_uri=url)
         data = simulate_fleet(SimulatorConfig(n_assets=24, seed=11))
         first = train(
-            data, TrainConfig.model_validate(FAST), settings, name="tiny",
+            data, TrainConfig.model_validate(QUICK), settings, name="tiny",
             reference=profile_from_training,
         )  # fmt: skip
         assert first.gate.passed

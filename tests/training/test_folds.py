@@ -17,7 +17,7 @@ from prognos.data.labels import run_to_failure_labels
 from prognos.data.simulator import SimulatorConfig, simulate_fleet
 from prognos.errors import ConfigError
 from prognos.models.base import ModelInput
-from prognos.training import cv
+from prognos.training import cv, members
 from prognos.training.config import TrainConfig
 
 FAST: dict[str, Any] = {
@@ -153,7 +153,7 @@ def test_non_finite_member_predictions_are_a_clear_error(
 ) -> None:
     """A NaN prediction stops cross-validation with its member and fold named, before any
     weight, metric or plot sees it."""
-    monkeypatch.setattr(cv, "make_member", lambda *args: _Diverged())
+    monkeypatch.setattr(members, "make_member", lambda *args: _Diverged())
     fleet = simulate_fleet(SimulatorConfig(n_assets=3, seed=0))
     config = TrainConfig.model_validate(
         {

@@ -71,7 +71,8 @@ def validate(
     quarantine: Annotated[
         Path | None,
         typer.Option(
-            help="Where quarantined rows go [default: $PROGNOS_HOME/quarantine/<source-stem>.csv]."
+            help="Where quarantined rows go "
+            "\\[default: $PROGNOS_HOME/quarantine/<source-stem>.csv]."
         ),
     ] = None,
     home: HomeOption = None,

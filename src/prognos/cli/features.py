@@ -94,7 +94,7 @@ def build(
     events: EventsOption = None,
     features: Annotated[
         Path | None,
-        typer.Option("--features", help="FeatureSpec YAML [default: the built-in feature set]."),
+        typer.Option("--features", help="FeatureSpec YAML \\[default: the built-in feature set]."),
     ] = None,
     output: Annotated[
         str | None,
@@ -102,13 +102,14 @@ def build(
             "--output",
             "-o",
             help="parquet:FILE or csv:FILE (--engine spark: parquet:DIR) "
-            "[default: parquet:$PROGNOS_HOME/data/<source-stem>.features.parquet].",
+            "\\[default: parquet:$PROGNOS_HOME/data/<source-stem>.features.parquet].",
         ),
     ] = None,
     quarantine: Annotated[
         Path | None,
         typer.Option(
-            help="Where quarantined rows go [default: $PROGNOS_HOME/quarantine/<source-stem>.csv; "
+            help="Where quarantined rows go "
+            "\\[default: $PROGNOS_HOME/quarantine/<source-stem>.csv; "
             "--engine spark: a Parquet directory beside the output, <output>.quarantine]."
         ),
     ] = None,

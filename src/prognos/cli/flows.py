@@ -44,7 +44,8 @@ def ingest(
     quarantine: Annotated[
         Path | None,
         typer.Option(
-            help="Where quarantined rows go [default: $PROGNOS_HOME/quarantine/<source-stem>.csv]."
+            help="Where quarantined rows go "
+            "\\[default: $PROGNOS_HOME/quarantine/<source-stem>.csv]."
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,

@@ -30,7 +30,7 @@ def create(
         int | None,
         typer.Option(
             "--rate-limit",
-            help="Requests per minute [default: the service's default].",
+            help="Requests per minute \\[default: the service's default].",
             show_default=False,
         ),
     ] = None,

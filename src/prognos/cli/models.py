@@ -64,7 +64,7 @@ def train(
     ctx: typer.Context,
     data: DataOption,
     name: Annotated[
-        str | None, typer.Option(help="Registered model name [default: fleet name].")
+        str | None, typer.Option(help="Registered model name \\[default: fleet name].")
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="TrainConfig YAML.")] = None,
     spec: SpecOption = None,

@@ -54,7 +54,7 @@ def plan(
     config: Annotated[
         Path | None,
         typer.Option(
-            "--config", help="TrainConfig YAML whose costs to use [default: its defaults]."
+            "--config", help="TrainConfig YAML whose costs to use \\[default: its defaults]."
         ),
     ] = None,
     cycles_per_day: Annotated[

@@ -26,10 +26,12 @@ class Mode(StrEnum):
 def simulate(
     ctx: typer.Context,
     assets: Annotated[
-        int | None, typer.Option("--assets", "-n", help="Number of assets [default: 100].")
+        int | None, typer.Option("--assets", "-n", help="Number of assets \\[default: 100].")
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the assets [default: 0].")] = None,
-    mode: Annotated[Mode | None, typer.Option(help="Data shape [default: run_to_failure].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the assets \\[default: 0].")] = None,
+    mode: Annotated[
+        Mode | None, typer.Option(help="Data shape \\[default: run_to_failure].")
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option("--config", help="SimulatorConfig YAML; the options above override it."),
@@ -40,7 +42,7 @@ def simulate(
             "--output",
             "-o",
             help="Target KIND:PATH (csv:, parquet:, cmapss:) "
-            "[default: csv:$PROGNOS_HOME/data/simulated.csv].",
+            "\\[default: csv:$PROGNOS_HOME/data/simulated.csv].",
         ),
     ] = None,
     home: HomeOption = None,

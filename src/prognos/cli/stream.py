@@ -23,7 +23,7 @@ BrokerOption = Annotated[
     str | None,
     typer.Option(
         "--broker",
-        help="mqtt://[user:pass@]host[:port] (overrides PROGNOS_MQTT_URL).",
+        help="mqtt://\\[user:pass@]host[:port] (overrides PROGNOS_MQTT_URL).",
         show_default=False,
     ),
 ]
@@ -52,7 +52,9 @@ def publish(
     rate: Annotated[
         float | None,
         typer.Option(
-            min=0.001, help="Messages per second [default: as fast as it goes].", show_default=False
+            min=0.001,
+            help="Messages per second \\[default: as fast as it goes].",
+            show_default=False,
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Draws the assets and the faults.")] = 0,
@@ -147,7 +149,7 @@ def ingest(
     client_id: Annotated[
         str | None,
         typer.Option(
-            help="MQTT client id: names the persistent session resumed on restart [default: "
+            help="MQTT client id: names the persistent session resumed on restart \\[default: "
             "prognos-ingest-<fleet>, plus -<group>-<host> with --group; two members of a group "
             "on one host need their own].",
             show_default=False,

@@ -6,7 +6,8 @@ Kinds:
 - ``csv:PATH`` / ``parquet:PATH``: a table (for parquet also a directory of ``*.parquet`` files)
   mapped to canonical columns by a :class:`~prognos.fleet.FleetSpec` (explicit, sidecar or
   inferred).
-- ``sim:k=v,k=v``: the simulator, with :class:`SimulatorConfig` fields as parameters.
+- ``sim:k=v,k=v``: the simulator, with :class:`SimulatorConfig` fields as parameters
+  (:mod:`prognos.data.sim_source`).
 - ``lake:URL[?fleet=..&start=..&end=..]``: one fleet of the Parquet lake
   (:mod:`prognos.data.lake_source`).
 
@@ -23,6 +24,7 @@ NaN): that is validation's job, which can only quarantine what it gets to see.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,9 +32,10 @@ from typing import Any
 import pandas as pd
 import yaml
 from pandas.api.types import is_datetime64_any_dtype, is_numeric_dtype
-from pydantic import ValidationError
 
 from prognos.data.dataset import FleetData, is_run_to_failure, labelled_by_events
+from prognos.data.sim_source import load_sim
+from prognos.data.sim_source import parse_params as parse_params  # re-exported: public here first
 from prognos.errors import DataSourceError, SchemaError
 from prognos.fleet import ASSET, CMAPSS_COLUMNS, TIME, FleetSpec, LabelSpec, SensorSpec, cmapss_spec
 
@@ -101,6 +104,50 @@ def sidecars(path: str | Path, *, directory: bool | None = None) -> Sidecars:
     )
 
 
+@dataclass(frozen=True)
+class TableDescription:
+    """What a table's sidecars (or the caller's overrides) say about its readings."""
+
+    spec: FleetSpec
+    events: pd.DataFrame | None
+    events_path: Path | None  # where ``events`` came from; None without an event log
+    run_to_failure: bool
+
+
+def describe_table(
+    path: Path,
+    spec: FleetSpec | None,
+    events: str | Path | None,
+    sample: Callable[[], pd.DataFrame],
+    *,
+    directory: bool | None = None,
+) -> TableDescription:
+    """The spec (given, else the sidecar, else inferred from ``sample()``), the event log (given,
+    else the sidecar) and whether lives run to failure (meta sidecar) of a csv/parquet table:
+    one lookup for the pandas and Spark engines, so both load a written fleet the same way."""
+    side = sidecars(path, directory=directory)
+    if spec is None and side.spec.exists():
+        spec = FleetSpec.from_yaml(side.spec)
+    events_path = Path(events) if events is not None else side.events
+    event_log: pd.DataFrame | None = None
+    if events is not None or side.events.exists():
+        event_log = read_events(
+            events_path,
+            asset_column=spec.asset_column if spec else ASSET,
+            time_column=spec.time_column if spec else TIME,
+        )
+    if spec is None:
+        spec = infer_spec(sample(), name=path.name.split(".")[0], event_log=event_log is not None)
+    elif event_log is not None:
+        spec = labelled_by_events(spec)
+    run_to_failure = is_run_to_failure(
+        read_meta(side.meta).get("run_to_failure"), spec, has_events=event_log is not None
+    )
+    return TableDescription(
+        spec, event_log, events_path if event_log is not None else None, run_to_failure
+    )
+
+
 # ---------------------------------------------------------------------------------------- loading
 
 
@@ -116,7 +163,7 @@ def load_source(
     if kind == "sim":
         if spec is not None or events is not None:
             raise DataSourceError("sim: builds its own spec and events; spec=/events= not accepted")
-        return _load_sim(source, path)
+        return load_sim(source, path)
     if kind == "cmapss":
         if events is not None:
             raise DataSourceError("cmapss: files are run-to-failure; they take no event log")
@@ -166,35 +213,19 @@ def _load_table(
         raw, directory = _read_text_table(path, kind="csv"), False
     else:
         raw, directory = _read_parquet(path)
-    side = sidecars(path, directory=directory)
-    if spec is None and side.spec.exists():
-        spec = FleetSpec.from_yaml(side.spec)
-    events_path = Path(events) if events is not None else side.events
-    event_log: pd.DataFrame | None = None
-    if events is not None or side.events.exists():
-        event_log = read_events(
-            events_path,
-            asset_column=spec.asset_column if spec else ASSET,
-            time_column=spec.time_column if spec else TIME,
-        )
-    if spec is None:
-        spec = infer_spec(raw, name=path.name.split(".")[0], event_log=event_log is not None)
-    elif event_log is not None:
-        spec = labelled_by_events(spec)
-    readings, extras = _apply_spec(raw, spec, path)
-    run_to_failure = is_run_to_failure(
-        read_meta(side.meta).get("run_to_failure"), spec, has_events=event_log is not None
-    )
+    described = describe_table(path, spec, events, lambda: raw, directory=directory)
+    readings, extras = _apply_spec(raw, described.spec, path)
+    events_path = described.events_path
     return FleetData(
         readings=readings,
-        spec=spec,
+        spec=described.spec,
         source=source,
-        events=event_log,
-        run_to_failure=run_to_failure,
+        events=described.events,
+        run_to_failure=described.run_to_failure,
         meta={
             "path": str(path),
             "extra_columns": extras,
-            "events_path": str(events_path) if event_log is not None else None,
+            "events_path": None if events_path is None else str(events_path),
         },
     )
 
@@ -364,51 +395,3 @@ def read_events(
                 f"event log {path}: unknown event type(s) {unknown}; known: {sorted(known_events)}"
             )
     return events.sort_values([ASSET, TIME], kind="mergesort").reset_index(drop=True)
-
-
-def _load_sim(source: str, params: str) -> FleetData:
-    try:
-        from prognos.data.simulator import SimulatorConfig, simulate_fleet
-    except ImportError as exc:
-        raise DataSourceError(f"sim: the simulator is not available: {exc}") from exc
-    kwargs = parse_params(params)
-    known = set(SimulatorConfig.model_fields)
-    unknown = sorted(set(kwargs) - known)
-    if unknown:
-        raise DataSourceError(
-            f"sim: unknown parameter(s) {unknown} in {source!r}; known: {sorted(known)}"
-        )
-    try:
-        config = SimulatorConfig(**kwargs)
-    except ValidationError as exc:
-        raise DataSourceError(f"sim: invalid parameters in {source!r}: {exc}") from exc
-    data = simulate_fleet(config)
-    data.source = source
-    data.meta.setdefault("extra_columns", [])
-    data.meta.setdefault("sim_config", config.model_dump(mode="json"))
-    return data
-
-
-def parse_params(params: str) -> dict[str, Any]:
-    """``"n_assets=50,seed=3,mode=telemetry"`` -> dict; values become int, float or str."""
-    out: dict[str, Any] = {}
-    for item in params.split(","):
-        if not item.strip():
-            continue
-        key, sep, value = item.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or not key:
-            raise DataSourceError(f"sim: parameter {item.strip()!r} is not key=value")
-        if key in out:
-            raise DataSourceError(f"sim: parameter {key!r} given twice")
-        out[key] = _parse_value(value)
-    return out
-
-
-def _parse_value(value: str) -> int | float | str:
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prognos.config import Settings
-from prognos.errors import PrognosError, StorageUnavailableError
+from prognos.errors import PrognosError
 from prognos.ingestion.batching import Batcher, raise_unavailable
 from prognos.ingestion.compute import ProcessScorer
 from prognos.ingestion.durability import seed_state, spool_dir, wait_durable
@@ -50,6 +50,7 @@ from prognos.ingestion.scoring import (
     ServedModel,
 )
 from prognos.ingestion.shadowing import Shadowing
+from prognos.ingestion.swap import swap_scorer
 from prognos.storage.database import Database, database_url
 from prognos.storage.models import DEFAULT_FLEET
 from prognos.storage.writer import RecordWriter
@@ -60,8 +61,6 @@ log = logging.getLogger("prognos.ingestion")
 COMPUTE_RETRY_SECONDS = 5.0
 # How often online state that could not be rebuilt (database away) is tried again.
 STATE_RETRY_SECONDS = 1.0
-# How long a seed waits for the writer to bring the table up to date (spool replayed).
-SEED_WAIT_SECONDS = 30.0
 
 
 @dataclass
@@ -165,60 +164,18 @@ class IngestionCore:
         return LocalScorer(predictor, side=self._side, db=self.db, fleet=fleet)
 
     async def install(self, name: str, version: str, model: LoadedModel | None = None) -> None:
-        """Load, seed and swap in ``name``/``version`` without losing a reading.
-
-        Readings keep arriving while the new state is seeded from the readings table. The
-        batcher journals them from a point where everything accepted before is queued for the
-        database; the writer is flushed, the table read, and the journal replayed into the new
-        state on the compute thread, where the swap then happens between two batches. So every
-        reading this process accepted is in the new state once, and requests in flight finish on
-        the model they started with.
-
-        With several workers sharing Redis each polls and swaps on its own, so one may still
-        accept readings on the old model after another built the new model's states. The seed
-        (and, for journaled readings the other worker overtook, a second seed after the swap)
-        rebuilds such assets from the stored readings; see ``OnlineFeatures.seed_states``. What
-        stays open is a reading still in another worker's writer queue at that moment
-        (milliseconds): its asset's state is then left as it is.
-        """
+        """Load, seed and swap in ``name``/``version`` without losing a reading, while readings
+        keep arriving (:mod:`prognos.ingestion.swap`)."""
         assert self.batcher is not None
-        batcher = self.batcher
         scorer = await asyncio.to_thread(self._make_scorer, name, version, model)
-        try:
-            await batcher.run_in_compute_thread(batcher.start_journal)
-            previous = self.scorer
-            try:
-                seeded = await seed_state(scorer, self.writer, asyncio.to_thread, SEED_WAIT_SECONDS)
-                if seeded is None and previous is not None:
-                    # Keep serving the model whose state is whole; the poller tries again.
-                    raise StorageUnavailableError(
-                        f"cannot rebuild the online state for {name}/{version}: the stored "
-                        "readings cannot be read now"
-                    )
-            except BaseException:
-                await batcher.run_in_compute_thread(batcher.stop_journal)
-                raise
 
-            def catch_up_and_swap() -> tuple[int, int]:
-                counts = scorer.replay(batcher.stop_journal())
-                self.scorer, self.model = scorer, scorer.model  # between two batches
-                return counts
+        def swap_in(new: Scorer) -> None:
+            self.scorer, self.model = new, new.model
 
-            replayed, behind = await batcher.run_in_compute_thread(catch_up_and_swap)
-        except BaseException:
-            await asyncio.to_thread(scorer.close)
-            raise
-        repaired = 0
-        if behind:
-            # Another worker sharing the store advanced these assets on the new model while
-            # this one journaled readings on the old: they are stored now, so rebuild the
-            # assets from the table (between batches: the state is not thread-safe here).
-            repaired = (
-                await seed_state(
-                    scorer, self.writer, batcher.run_in_compute_thread, SEED_WAIT_SECONDS
-                )
-                or 0
-            )
+        swap = await swap_scorer(
+            scorer, self.batcher, self.writer, current=lambda: self.scorer, install=swap_in
+        )
+        previous = swap.previous
         self.registry_ok, self.registry_error = True, None
         if self.on_model is not None:
             self.on_model(name, version)
@@ -229,17 +186,17 @@ class IngestionCore:
             f"{name}/{version}",
             {
                 "previous": None if previous is None else previous.model.version,
-                "seeded": seeded,
-                "replayed": replayed,
-                "repaired": repaired,
+                "seeded": swap.seeded,
+                "replayed": swap.replayed,
+                "repaired": swap.repaired,
                 "compute_pid": pid,
             },
         )
         log.info("serving %s version %s in process %d (%d asset states seeded, %d readings "
-                 "replayed)", name, version, pid, seeded, replayed)  # fmt: skip
+                 "replayed)", name, version, pid, swap.seeded, swap.replayed)  # fmt: skip
         if previous is not None:
             await asyncio.to_thread(previous.close)
-        del previous
+        del previous, swap
         settle_heap()
 
     async def rebuild_state(self) -> bool:

@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from prognos.data.dataset import is_run_to_failure, labelled_by_events
-from prognos.data.sources import infer_spec, parse_source, read_events, read_meta, sidecars
+from prognos.data.sources import describe_table, infer_spec, parse_source, read_events
 from prognos.errors import DataSourceError, LakeError
-from prognos.fleet import ASSET, TIME, FleetSpec
+from prognos.fleet import FleetSpec
 from prognos.spark.groups import ARRIVAL, SOURCE_FILE
 
 if TYPE_CHECKING:
@@ -74,28 +73,13 @@ def _read_parquet(
 
     if not path.exists():
         raise DataSourceError(f"parquet: no such file or directory: {path}")
-    side = sidecars(path)
-    if spec is None and side.spec.exists():
-        spec = FleetSpec.from_yaml(side.spec)
-    events_path = Path(events) if events is not None else side.events
-    event_log = None
-    if events is not None or side.events.exists():
-        event_log = read_events(
-            events_path,
-            asset_column=spec.asset_column if spec else ASSET,
-            time_column=spec.time_column if spec else TIME,
-        )
-    if spec is None:
-        first = sorted(path.glob("*.parquet"))[0] if path.is_dir() else path
-        spec = infer_spec(
-            pd.read_parquet(first), name=path.name.split(".")[0], event_log=event_log is not None
-        )
-    elif event_log is not None:
-        spec = labelled_by_events(spec)
     # The data files only (a directory holds its sidecars too), as the pandas engine reads them.
     files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
     if not files:
         raise DataSourceError(f"parquet: directory {path} holds no *.parquet files")
+    # A spec inferred from the first file alone: Spark reads the rest, never the driver.
+    described = describe_table(path, spec, events, lambda: pd.read_parquet(files[0]))
+    spec = described.spec
     frame = spark.read.parquet(*(str(f) for f in files))
     mapping = spec.rename_map()
     missing = [c for c in mapping if c not in frame.columns]
@@ -115,10 +99,7 @@ def _read_parquet(
         )
         frame = frame.join(sf.broadcast(ranks), "_name")
     frame = frame.drop("_name")
-    run_to_failure = is_run_to_failure(
-        read_meta(side.meta).get("run_to_failure"), spec, has_events=event_log is not None
-    )
-    return SparkReadings(frame, spec, run_to_failure, source, events=event_log)
+    return SparkReadings(frame, spec, described.run_to_failure, source, events=described.events)
 
 
 def _read_lake(

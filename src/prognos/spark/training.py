@@ -19,7 +19,7 @@ from prognos.fleet import ASSET
 from prognos.models.base import Member, ModelInput, Targets
 from prognos.spark.groups import LENGTH, LIFE_GROUP, SEQUENCE
 from prognos.training.config import MemberName, TrainConfig
-from prognos.training.cv import make_member
+from prognos.training.members import make_member
 
 TABULAR = ("xgboost", "forest")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from prognos.features.spec import FeatureSpec
 from prognos.fleet import load_yaml_model
@@ -36,8 +36,9 @@ def _default_members() -> dict[MemberName, MemberConfig]:
     # (at window 30 the LSTM scored 15.15).
     # The network reads the last 150 cycles averaged in groups of 3 (50 steps, window 50's
     # compute): alone 12.08 -> 10.51 RMSE on FD001's CV and 13.31 -> 11.03 on FD002's, and the
-    # member selection then keeps it on both. A config that sets sequence params replaces these,
-    # so it should keep `pool: 3` (or lower `window`: unpooled, 150 steps cost ~4x).
+    # member selection then keeps it on both. A config's `members` merge over these (see
+    # `TrainConfig._over_default_members`): `sequence: {params: {hidden: 64}}` keeps `pool: 3`;
+    # `pool: 1` runs unpooled (then lower `window`: 150 unpooled steps cost ~4x).
     return {
         "xgboost": MemberConfig(),
         "sequence": MemberConfig(params={"pool": 3}),
@@ -97,6 +98,31 @@ class TrainConfig(BaseModel):
     coverage: float = Field(default=0.9, gt=0, lt=1, description="RUL interval coverage.")
     gate: GateConfig = Field(default_factory=GateConfig)
     seed: int = 0
+
+    @field_validator("members", mode="before")
+    @classmethod
+    def _over_default_members(cls, value: Any) -> Any:
+        """Merge a config's members over the defaults, so a config names only what it changes.
+
+        Unnamed members keep their default entry, a named member's ``params`` update the default
+        params key by key (a default is undone by setting it, e.g. ``pool: 1``), and ``enabled``
+        overrides. Anything not a mapping is left for validation to refuse, unknown names too.
+        """
+        if not isinstance(value, dict):
+            return value
+        merged: dict[Any, Any] = {n: m.model_dump() for n, m in _default_members().items()}
+        for name, given in value.items():
+            if isinstance(given, MemberConfig):
+                given = given.model_dump(exclude_unset=True)
+            default = merged.get(name)
+            if default is None or not isinstance(given, dict):
+                merged[name] = given
+                continue
+            params = given.get("params", {})
+            if isinstance(params, dict):
+                params = {**default["params"], **params}
+            merged[name] = {**default, **given, "params": params}
+        return merged
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,27 +25,13 @@ from sklearn.model_selection import GroupKFold
 from prognos.errors import ConfigError
 from prognos.features import FeaturePipeline
 from prognos.fleet import ASSET, TIME, FleetSpec
-from prognos.models.base import Member, Targets
+from prognos.models.base import ModelInput, Targets
 from prognos.models.bundle import PostProcessing, model_input
 from prognos.models.decision import conformal_min_rows
 from prognos.training.config import TrainConfig
+from prognos.training.members import FoldTask, cv_jobs, fit_folds
 
 Progress = Callable[[str], None]
-
-
-def make_member(name: str, params: dict[str, object], seed: int) -> Member:
-    """A fresh, unfitted member with the configured parameters."""
-    if name == "xgboost":
-        from prognos.models.trees import GradientBoostedMember
-
-        return GradientBoostedMember(**{"random_state": seed, **params})  # type: ignore[arg-type]
-    if name == "forest":
-        from prognos.models.trees import RandomForestMember
-
-        return RandomForestMember(**{"random_state": seed, **params})  # type: ignore[arg-type]
-    from prognos.models.sequence import SequenceModel
-
-    return SequenceModel(**{"seed": seed, **params})  # type: ignore[arg-type]
 
 
 def cut_rows(
@@ -83,11 +68,14 @@ def cross_validate(
     config: TrainConfig,
     progress: Progress | None = None,
     groups: pd.Series | None = None,
+    jobs: int | None = None,
 ) -> CVResult:
     """Grouped K-fold over assets; returns out-of-fold predictions at random cut points.
 
     ``groups``: the physical asset of each row when an asset's lives are separate training
     assets (a retraining set), so no asset is on both sides of a fold; the asset id otherwise.
+    ``jobs``: worker processes fitting the (fold, member) pairs (None: chosen by
+    :func:`~prognos.training.members.cv_jobs`).
     """
     say = progress or (lambda _: None)
     assets = (readings[ASSET] if groups is None else groups).to_numpy()
@@ -117,43 +105,37 @@ def cross_validate(
         )
         plan.append((train_idx, val_idx, cuts))
     _check_calibration_rows([assets[val_idx[cuts]] for _, val_idx, cuts in plan], config)
-    frames: list[pd.DataFrame] = []
-    fit_seconds = dict.fromkeys(members, 0.0)
-    for fold, (train_idx, val_idx, cuts) in enumerate(plan):
-        train, val = readings.iloc[train_idx], readings.iloc[val_idx]
-        pipeline = FeaturePipeline(fleet, config.features).fit(train)
-        x_train = model_input(pipeline, train, config.window)
-        x_val = model_input(pipeline, val, config.window, cuts)
-        rows = val_idx[cuts]
-        frame = pd.DataFrame(
-            {
-                "fold": fold,
-                ASSET: readings[ASSET].to_numpy()[rows],
-                TIME: readings[TIME].to_numpy()[rows],
-                "regime": x_val.features[:, x_val.feature_names.index("regime")]
-                if "regime" in x_val.feature_names
-                else 0.0,
-                "rul": labels["rul"].to_numpy()[rows],
-                "rul_capped": targets.rul[rows],
-                "failed": targets.failed[rows],
-            }
-        )
-        for name in members:
-            say(f"fold {fold + 1}/{config.folds}: {name}")
-            start = time.perf_counter()
-            member = make_member(name, config.members[name].params, config.seed)  # type: ignore[index]
-            member.fit(x_train, targets.take(train_idx))
-            fit_seconds[name] += time.perf_counter() - start
-            rul_hat, proba_hat = member.predict_rul_and_proba(x_val)
-            if not (np.isfinite(rul_hat).all() and np.isfinite(proba_hat).all()):
-                # Would otherwise surface later as a bare ValueError from the weights or metrics.
-                raise ConfigError(
-                    f"member {name!r} predicted non-finite values on fold {fold + 1} (a diverged "
-                    f"fit?): check members.{name}.params in the train config"
+    frames: dict[int, pd.DataFrame] = {}
+
+    def tasks() -> Iterator[FoldTask]:
+        # Built as the fits ask for them: a fold's inputs exist only while its fits need them.
+        for fold, (train_idx, val_idx, cuts) in enumerate(plan):
+            train, val = readings.iloc[train_idx], readings.iloc[val_idx]
+            pipeline = FeaturePipeline(fleet, config.features).fit(train)
+            x_train = model_input(pipeline, train, config.window)
+            x_val = model_input(pipeline, val, config.window, cuts)
+            frames[fold] = _fold_frame(fold, readings, labels, targets, val_idx[cuts], x_val)
+            for name in members:
+                params = config.members[name].params  # type: ignore[index]
+                yield FoldTask(
+                    fold, name, params, config.seed, x_train, targets.take(train_idx), x_val
                 )
-            frame[f"rul__{name}"], frame[f"proba__{name}"] = rul_hat, proba_hat
-        frames.append(frame)
-    oof = pd.concat(frames, ignore_index=True)
+
+    fit_seconds = dict.fromkeys(members, 0.0)
+    training_rows = len(readings) - min(len(val_idx) for _, val_idx, _ in plan)
+    for fit in fit_folds(tasks(), cv_jobs(jobs, training_rows, members)):
+        name = fit.member
+        if not (np.isfinite(fit.rul).all() and np.isfinite(fit.proba).all()):
+            # Would otherwise surface later as a bare ValueError from the weights or metrics.
+            raise ConfigError(
+                f"member {name!r} predicted non-finite values on fold {fit.fold + 1} (a diverged "
+                f"fit?): check members.{name}.params in the train config"
+            )
+        frame = frames[fit.fold]
+        frame[f"rul__{name}"], frame[f"proba__{name}"] = fit.rul, fit.proba
+        fit_seconds[name] += fit.seconds
+        say(f"fold {fit.fold + 1}/{config.folds}: {name} ({fit.seconds:.0f} s)")
+    oof = pd.concat([frames[fold] for fold in sorted(frames)], ignore_index=True)
     ensemble = [str(m) for m in config.ensemble if m in members]
     thresholds = cross_fit(oof, members, ensemble, config, rul_cap)
     return CVResult(
@@ -162,6 +144,30 @@ def cross_validate(
         ensemble=ensemble,
         fit_seconds=fit_seconds,
         fold_thresholds=thresholds,
+    )
+
+
+def _fold_frame(
+    fold: int,
+    readings: pd.DataFrame,
+    labels: pd.DataFrame,
+    targets: Targets,
+    rows: NDArray[np.intp],
+    x_val: ModelInput,
+) -> pd.DataFrame:
+    """A fold's scored rows (positions ``rows``) before the members' predictions join them."""
+    return pd.DataFrame(
+        {
+            "fold": fold,
+            ASSET: readings[ASSET].to_numpy()[rows],
+            TIME: readings[TIME].to_numpy()[rows],
+            "regime": x_val.features[:, x_val.feature_names.index("regime")]
+            if "regime" in x_val.feature_names
+            else 0.0,
+            "rul": labels["rul"].to_numpy()[rows],
+            "rul_capped": targets.rul[rows],
+            "failed": targets.failed[rows],
+        }
     )
 
 

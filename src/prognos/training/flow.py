@@ -34,7 +34,8 @@ from prognos.models.bundle import ModelBundle, PostProcessing, model_input
 from prognos.registry import pyfunc, versions
 from prognos.registry.tracking import connect
 from prognos.training.config import TrainConfig
-from prognos.training.cv import CVResult, cross_validate, make_member
+from prognos.training.cv import CVResult, cross_validate
+from prognos.training.members import make_member
 from prognos.training.plots import write_plots
 from prognos.training.report import band_coverage, headline, metrics_table, regime_slices
 from prognos.training.snapshot import prepare_snapshot, record_snapshot

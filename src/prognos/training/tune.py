@@ -21,8 +21,9 @@ from prognos.config import Settings
 from prognos.data.dataset import FleetData
 from prognos.registry.tracking import connect
 from prognos.training.config import MemberConfig, TrainConfig
-from prognos.training.cv import cross_validate, make_member
+from prognos.training.cv import cross_validate
 from prognos.training.flow import prepare
+from prognos.training.members import make_member
 from prognos.training.report import headline, metrics_table
 
 Progress = Callable[[str], None]

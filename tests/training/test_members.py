@@ -1,0 +1,78 @@
+"""Cross-validation's (fold, member) fits: in worker processes they give what they give here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from prognos.data.labels import run_to_failure_labels
+from prognos.data.simulator import SimulatorConfig, simulate_fleet
+from prognos.features import FeaturePipeline
+from prognos.fleet import ASSET
+from prognos.models.base import Targets
+from prognos.models.bundle import model_input
+from prognos.training import members
+from prognos.training.members import FoldTask, cv_jobs, fit_folds
+
+
+def _tasks(thread_params: bool) -> list[FoldTask]:
+    fleet = simulate_fleet(SimulatorConfig(n_assets=6, seed=3))
+    readings = fleet.readings
+    labels = run_to_failure_labels(readings)
+    targets = Targets(
+        rul=labels["rul_capped"].to_numpy(dtype=np.float64),
+        failed=labels["failure_within_h"].to_numpy(dtype=np.int64),
+    )
+    assets = readings[ASSET].to_numpy()
+    tasks = []
+    for fold, held in enumerate(np.unique(assets)[:1]):
+        train_idx = np.flatnonzero(assets != held)
+        val_idx = np.flatnonzero(assets == held)
+        pipeline = FeaturePipeline(fleet.spec).fit(readings.iloc[train_idx])
+        x_train = model_input(pipeline, readings.iloc[train_idx], 20)
+        x_val = model_input(pipeline, readings.iloc[val_idx], 20)
+        xgb = {"n_estimators": 20, **({"n_jobs": 1} if thread_params else {})}
+        net = {"max_epochs": 2, "hidden": 8, **({"threads": 1} if thread_params else {})}
+        for name, params in (("xgboost", xgb), ("sequence", net)):
+            tasks.append(FoldTask(fold, name, params, 0, x_train, targets.take(train_idx), x_val))
+    return tasks
+
+
+def test_fits_in_worker_processes_equal_fits_in_this_process() -> None:
+    """Same members, same threads (one), two processes at once: the same predictions, bit for
+    bit, and every (fold, member) pair comes back once."""
+    tasks = _tasks(thread_params=True)
+    here = {(f.fold, f.member): f for f in fit_folds(tasks, jobs=1)}
+    there = {(f.fold, f.member): f for f in fit_folds(tasks, jobs=2)}
+    assert sorted(there) == sorted(here) == sorted((t.fold, t.member) for t in tasks)
+    for key, fit in here.items():
+        np.testing.assert_array_equal(there[key].rul, fit.rul)
+        np.testing.assert_array_equal(there[key].proba, fit.proba)
+        assert there[key].seconds > 0
+
+
+def test_workers_fit_on_one_thread_each() -> None:
+    """Two workers of two threads each would oversubscribe the cores they are meant to share:
+    a worker's member gets one thread whatever the config says."""
+    xgb, net = _tasks(thread_params=False)[:2]
+    assert members._one_thread(xgb).params == {**xgb.params, "n_jobs": 1}
+    assert members._one_thread(net).params == {**net.params, "threads": 1}
+
+
+def test_cv_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asked for: as asked. Otherwise two workers only where they pay: two or more cores, a
+    training set of PARALLEL_MIN_ROWS rows or more, and no network bound for CUDA."""
+    import torch
+
+    big = members.PARALLEL_MIN_ROWS
+    monkeypatch.setattr(members.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cv_jobs(3, 10, ["xgboost"]) == 3
+    assert cv_jobs(0, big, ["xgboost"]) == 1
+    assert cv_jobs(None, big, ["xgboost", "sequence"]) == 2
+    assert cv_jobs(None, big - 1, ["xgboost", "sequence"]) == 1
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert cv_jobs(None, big, ["xgboost", "sequence"]) == 1
+    assert cv_jobs(None, big, ["xgboost"]) == 2
+    monkeypatch.setattr(members.os, "cpu_count", lambda: 1)
+    assert cv_jobs(None, big, ["xgboost"]) == 1
