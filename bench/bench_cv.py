@@ -1,6 +1,7 @@
 """Cross-validation alone on real C-MAPSS: the table a model change is judged by.
 
-Run: ``.venv/bin/python bench/bench_cv.py --subset FD001 [--config FILE] [--save oof.parquet]``;
+Run: ``.venv/bin/python bench/bench_cv.py --subset FD001 [--config FILE] [--save oof.parquet]
+[--jobs N]`` (``--jobs 1``: every fit in this process, as before the worker processes);
 ``--oof oof.parquet`` re-scores saved out-of-fold member predictions with the current
 post-processing (blend, calibration, threshold, intervals) in seconds, without training anything.
 Prints per-member fit time, the metrics table (capped and raw-truth RMSE, F2, expected cost,
@@ -36,6 +37,9 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=None)
     parser.add_argument("--save", type=Path, default=None, help="write the OOF frame here")
     parser.add_argument("--oof", type=Path, default=None, help="re-score a saved OOF frame")
+    parser.add_argument(
+        "--jobs", type=int, default=None, help="worker processes for the fits [auto: cv_jobs]"
+    )
     args = parser.parse_args()
     console = Console()
     config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
@@ -50,7 +54,7 @@ def main() -> None:
     else:
         data = load_source(f"cmapss:{args.cmapss / f'train_{args.subset}.txt'}")
         readings, labels, _, fleet = prepare(data, config)
-        cv = cross_validate(readings, labels, fleet, config, progress=console.log)
+        cv = cross_validate(readings, labels, fleet, config, progress=console.log, jobs=args.jobs)
     seconds = time.perf_counter() - start
     if args.save is not None:
         cv.oof.to_parquet(args.save)

@@ -176,6 +176,15 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="How often the service evaluates the alert rules."
     )
 
+    # -- training -------------------------------------------------------------------------------
+    train_jobs: int | None = Field(
+        default=None,
+        ge=1,
+        description="Worker processes fitting cross-validation's (fold, member) pairs, one "
+        "thread each; unset: 2 on a machine of two or more cores for 10,000 rows or more "
+        "without CUDA, else 1 (this process).",
+    )
+
     # -- the retraining loop --------------------------------------------------------------------
     retrain_min_new_labels: int = Field(
         default=20,

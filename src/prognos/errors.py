@@ -29,6 +29,11 @@ class ConfigError(PrognosError):
     """A setting, spec or YAML config is invalid or missing."""
 
 
+class TrainingError(PrognosError):
+    """A training run could not complete for a reason outside its data and config (a worker
+    process of cross-validation died)."""
+
+
 class DataSourceError(PrognosError):
     """A data source string or file cannot be read (bad ``KIND:PATH``, missing file, bad format)."""
 

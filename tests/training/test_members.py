@@ -7,6 +7,7 @@ import pytest
 
 from prognos.data.labels import run_to_failure_labels
 from prognos.data.simulator import SimulatorConfig, simulate_fleet
+from prognos.errors import TrainingError
 from prognos.features import FeaturePipeline
 from prognos.fleet import ASSET
 from prognos.models.base import Targets
@@ -76,3 +77,19 @@ def test_cv_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cv_jobs(None, big, ["xgboost"]) == 2
     monkeypatch.setattr(members.os, "cpu_count", lambda: 1)
     assert cv_jobs(None, big, ["xgboost"]) == 1
+
+
+class _KillsItsProcess:
+    """Unpickled in a worker, ends that worker on the spot (as the OOM killer would)."""
+
+    def __reduce__(self) -> tuple[object, tuple[int]]:
+        import os
+
+        return (os._exit, (1,))
+
+
+def test_a_worker_that_dies_is_a_training_error() -> None:
+    task = _tasks(thread_params=True)[0]
+    dying = FoldTask(0, "xgboost", {}, 0, _KillsItsProcess(), task.y_train, task.x_val)  # type: ignore[arg-type]
+    with pytest.raises(TrainingError, match="a worker process of cross-validation died"):
+        list(fit_folds([dying, task], jobs=2))

@@ -74,6 +74,11 @@ class SequenceModel(BaseEstimator):
     std (normalised units) of the random level shift per training sequence and channel; 0 turns
     the augmentation off.
 
+    An epoch is ``epoch_rows`` random training rows (None: all), so early stopping looks as often
+    on a large fleet as on a small one. 8,000 rows with patience 6 against 16,000 with patience 6
+    (network alone, same folds, RMSE at the cut rows): FD001 5 folds 10.39 -> 10.25 RMSE on 27%
+    fewer rows trained; FD002 3 folds 10.87 -> 10.79 on 11% fewer.
+
     ``device="auto"`` trains on CUDA when available. The fitted network lives on that device;
     pickling stores a CPU copy, and an unpickled model predicts on CPU. ``threads=None``: on CPU
     min(2, cores) threads to train and to predict large batches, 1 thread for <= 256 rows.
@@ -99,7 +104,7 @@ class SequenceModel(BaseEstimator):
         loss_weight: float = 0.1,
         level_noise: float = 1.0,
         ema_decay: float = 0.99,
-        epoch_rows: int | None = 16_000,
+        epoch_rows: int | None = 8_000,
         seed: int = 0,
         device: str = "auto",
         threads: int | None = None,

@@ -230,7 +230,9 @@ def train_labelled(
     start = time.perf_counter() if started is None else started
     name = name or fleet.name
     say("cross-validation")
-    cv = cross_validate(readings, labels, fleet, config, progress=say, groups=groups)
+    cv = cross_validate(
+        readings, labels, fleet, config, progress=say, groups=groups, jobs=settings.train_jobs
+    )
     seconds["cross_validation"] = time.perf_counter() - start
     costs = config.costs
     table = metrics_table(cv, costs.missed_failure, costs.false_alarm)

@@ -1,7 +1,7 @@
 """Building ensemble members and fitting cross-validation's (fold, member) pairs.
 
 Every (fold, member) fit of cross-validation is independent of the others. On a CPU with two or
-more cores they run in ``jobs`` worker processes at once (joblib's loky), each on one thread: a
+more cores they run in ``jobs`` worker processes at once, each on one thread: a
 step of the sequence network (FD001, batch 256) cost 28 ms of CPU on one thread and 42 ms on two
 (measured as process CPU time on the 2-core VM), so two one-thread fits at once do about 1.5x
 the work of one two-thread fit. Processes, not threads, because torch's thread count, random
@@ -14,16 +14,19 @@ seconds), and so does a network on CUDA (one GPU is not shared by two fits).
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from joblib import Parallel, delayed
 from numpy.typing import NDArray
 
+from prognos.errors import TrainingError
 from prognos.models.base import Member, ModelInput, Targets
 
 __all__ = ["FoldFit", "FoldTask", "cv_jobs", "fit_folds", "make_member"]
@@ -106,10 +109,40 @@ def _one_thread(task: FoldTask) -> FoldTask:
 
 def fit_folds(tasks: Iterable[FoldTask], jobs: int) -> Iterator[FoldFit]:
     """Fit every task, in this process (``jobs`` 1, in order) or in ``jobs`` worker processes of
-    one thread each (results as they finish). ``tasks`` is consumed lazily, a few ahead of the
-    workers, so the caller can build the next fold's inputs while the workers fit."""
+    one thread each (results as they finish). ``tasks`` is consumed lazily, one ahead of the
+    workers, so the caller builds the next fold's inputs while the workers fit.
+
+    The standard library's pool, started by "spawn" (a forked child would inherit the OpenMP
+    thread pools of torch and XGBoost in an undefined state). Not joblib's loky: it restarts a
+    worker whose memory grew by 300 MB since its first task as a leak, which a network fit after
+    a tree fit always is, and each restart imports torch again.
+    """
     if jobs <= 1:
         yield from map(fit_task, tasks)
         return
-    parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")
-    yield from parallel(delayed(fit_task)(_one_thread(task)) for task in tasks)
+    source = iter(tasks)
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+    pending: set[Future[FoldFit]] = set()
+
+    def submit() -> None:
+        task = next(source, None)
+        if task is not None:
+            pending.add(pool.submit(fit_task, _one_thread(task)))
+
+    try:
+        for _ in range(jobs + 1):
+            submit()
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                pending.discard(future)
+                submit()
+                yield future.result()
+    except BrokenProcessPool as exc:
+        raise TrainingError(
+            "a worker process of cross-validation died: out of memory, or a script that trains "
+            'without the `if __name__ == "__main__":` guard (worker processes start the main '
+            "module anew); PROGNOS_TRAIN_JOBS=1 fits every member in this process"
+        ) from exc
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
