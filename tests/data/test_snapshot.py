@@ -108,13 +108,13 @@ def test_a_run_from_the_lake_materialises_exactly(tmp_path: Path) -> None:
     from prognos.training.config import TrainConfig
     from prognos.training.flow import train
     from prognos.training.snapshot import find_manifest
-    from tests.helpers.trained import FAST
+    from tests.helpers.configs import QUICK
 
     home, lake_dir = tmp_path / "home", tmp_path / "lake"
     _ingest_and_export(home, lake_dir, "sim:n_assets=12,seed=21")
     settings = get_settings(home=home, lake_url=str(lake_dir))
     data = load_source(f"lake:{lake_dir}?fleet=rigs")
-    outcome = train(data, TrainConfig.model_validate(FAST), settings, name="lakey")
+    outcome = train(data, TrainConfig.model_validate(QUICK), settings, name="lakey")
     digest = outcome.snapshot
     assert digest == snapshot_hash(data.readings, data.spec)
 

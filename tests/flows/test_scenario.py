@@ -12,10 +12,10 @@ from prognos.config import get_settings
 from prognos.flows.scenario import LoopPlan, run_loop
 from prognos.storage.database import Database, database_url
 from prognos.storage.models import Prediction
-from tests.helpers.configs import QUICK
 
 SMALL = {
-    **QUICK,
+    "folds": 3,
+    "cuts_per_asset": 4,
     "members": {
         "xgboost": {"params": {"n_estimators": 40}},
         "sequence": {"params": {"max_epochs": 2, "hidden": 8}},

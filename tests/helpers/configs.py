@@ -2,8 +2,8 @@
 pipeline, an MLflow server), not the default configuration's accuracy.
 
 The default reads 150 readings, in the network's window and the longest feature window alike;
-these read 30 (the network still in the default's groups of 3), so the same code runs at about a
-fifth of the cost.
+these read 30 (the network still in the default's groups of 3): the same code paths, and a
+training on 24 assets about a third quicker than the tiny model's (``trained.FAST``).
 """
 
 from __future__ import annotations
