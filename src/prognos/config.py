@@ -180,9 +180,9 @@ class Settings(BaseSettings):
     train_jobs: int | None = Field(
         default=None,
         ge=1,
-        description="Worker processes fitting cross-validation's (fold, member) pairs, one "
-        "thread each; unset: 2 on a machine of two or more cores for 10,000 rows or more "
-        "without CUDA, else 1 (this process).",
+        description="Worker processes fitting cross-validation's (fold, member) pairs and the "
+        "final members, one thread each; unset: 2 on a machine of two or more cores for 10,000 "
+        "rows or more without CUDA, else 1 (this process).",
     )
 
     # -- the retraining loop --------------------------------------------------------------------

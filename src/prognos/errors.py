@@ -31,7 +31,7 @@ class ConfigError(PrognosError):
 
 class TrainingError(PrognosError):
     """A training run could not complete for a reason outside its data and config (a worker
-    process of cross-validation died)."""
+    process of the training died)."""
 
 
 class DataSourceError(PrognosError):

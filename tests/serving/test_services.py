@@ -228,6 +228,8 @@ def test_a_worker_that_swaps_late_repairs_what_the_first_one_missed(
             single = [c.post("/predict", json=body_for(row)).json()["prediction"] for row in rows]
     finally:
         versions.promote(registry, trained.name, int(current.version))
+        # The session's model is shared: leave it with the versions it had.
+        registry.delete_model_version(trained.name, str(outcome.version))
     assert served == single[-len(served) :]
     # A's swap seeded the asset; B's rebuilt it from the table, then again after its replay.
     late = next(d for d in loads if d["repaired"])

@@ -13,7 +13,7 @@ from prognos.fleet import ASSET
 from prognos.models.base import Targets
 from prognos.models.bundle import model_input
 from prognos.training import members
-from prognos.training.members import FoldTask, cv_jobs, fit_folds
+from prognos.training.members import FinalTask, FoldTask, cv_jobs, fit_final, fit_folds
 
 
 def _tasks(thread_params: bool) -> list[FoldTask]:
@@ -91,5 +91,30 @@ class _KillsItsProcess:
 def test_a_worker_that_dies_is_a_training_error() -> None:
     task = _tasks(thread_params=True)[0]
     dying = FoldTask(0, "xgboost", {}, 0, _KillsItsProcess(), task.y_train, task.x_val)  # type: ignore[arg-type]
-    with pytest.raises(TrainingError, match="a worker process of cross-validation died"):
+    with pytest.raises(TrainingError, match="a worker process of the training died"):
         list(fit_folds([dying, task], jobs=2))
+
+
+def test_final_members_fitted_in_workers_are_those_fitted_here() -> None:
+    """Fitted side by side in workers (one thread each), the final members predict what the
+    same fit in this process predicts, and keep the configured threads for serving."""
+    tasks = _tasks(thread_params=False)
+    finals = [FinalTask(t.member, t.params, 0, t.x_train, t.y_train) for t in tasks]
+    there = fit_final(finals, jobs=2)
+    one_thread = {"xgboost": {"n_jobs": 1}, "sequence": {"threads": 1}}
+    here = fit_final(
+        [FinalTask(f.member, {**f.params, **one_thread[f.member]}, 0, f.x, f.y) for f in finals],
+        jobs=1,
+    )
+    assert sorted(there) == sorted(here) == ["sequence", "xgboost"]
+    x_val = tasks[0].x_val
+    for name, member in here.items():
+        for a, b in zip(
+            there[name].predict_rul_and_proba(x_val),
+            member.predict_rul_and_proba(x_val),
+            strict=True,
+        ):
+            np.testing.assert_array_equal(a, b)
+    assert there["sequence"].get_params()["threads"] is None  # type: ignore[attr-defined]
+    default_jobs = members.make_member("xgboost", {}, 0).get_params()["n_jobs"]  # type: ignore[attr-defined]
+    assert there["xgboost"].get_params()["n_jobs"] == default_jobs  # type: ignore[attr-defined]

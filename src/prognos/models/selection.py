@@ -39,7 +39,7 @@ def best_subset(oof: pd.DataFrame, members: Sequence[str], score: Scorer) -> lis
     subsets of one size, the lower total), the standard error of the paired differences summed
     per asset (``ASSET`` column; per row without it): the differences between strong members
     are often a row or two of a hundred out-of-fold rows, and a noisy win is not worth a
-    member's serving time and the risk it carries to a new fleet. On FD002 (2,600 rows per
+    member's serving time and the risk it carries to a new fleet. On FD002 (5,200 rows per
     fleet) choosing the lowest total alone dropped and kept the network on alternate folds and
     ended behind both the ensemble and XGBoost. ``oof`` needs a ``fold`` column; with fewer
     than two folds or one member every member is kept.

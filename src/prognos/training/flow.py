@@ -35,7 +35,7 @@ from prognos.registry import pyfunc, versions
 from prognos.registry.tracking import connect
 from prognos.training.config import TrainConfig
 from prognos.training.cv import CVResult, cross_validate
-from prognos.training.members import make_member
+from prognos.training.members import FinalTask, cv_jobs, fit_final, make_member
 from prognos.training.plots import write_plots
 from prognos.training.report import band_coverage, headline, metrics_table, regime_slices
 from prognos.training.snapshot import prepare_snapshot, record_snapshot
@@ -94,9 +94,10 @@ def fit_bundle(
     config: TrainConfig,
     cv: CVResult,
     progress: Progress | None = None,
+    jobs: int | None = None,
 ) -> ModelBundle:
     """The final model: post-processing from the CV, and every member it uses refitted on all
-    assets."""
+    assets (side by side in worker processes where the CV's fits would be: ``jobs``)."""
     say = progress or (lambda _: None)
     pipeline = FeaturePipeline(fleet, config.features).fit(readings)
     X = model_input(pipeline, readings, config.window)
@@ -113,10 +114,14 @@ def fit_bundle(
         select=config.select_members,
         rul_cap=float(config.rul_cap or fleet.labels.rul_cap),
     )
-    members = {}
-    for name in post.members:  # a member with weight and slope 0 is not refitted
-        say(f"final fit: {name}")
-        members[name] = make_member(name, config.members[name].params, config.seed).fit(X, y)  # type: ignore[index]
+    tasks = [  # a member with weight and slope 0 is not refitted
+        FinalTask(name, config.members[name].params, config.seed, X, y)  # type: ignore[index]
+        for name in post.members
+    ]
+    for task in tasks:
+        say(f"final fit: {task.member}")
+    fitted = fit_final(tasks, cv_jobs(jobs, len(readings), post.members))
+    members = {name: fitted[name] for name in post.members}  # not in the order they finished
     return ModelBundle(
         fleet=fleet,
         pipeline=pipeline,
@@ -238,7 +243,7 @@ def train_labelled(
     table = metrics_table(cv, costs.missed_failure, costs.false_alarm)
     slices, warnings = regime_slices(cv) if cv.ensemble else (pd.DataFrame(), [])
     fit_start = time.perf_counter()
-    bundle = fit_bundle(readings, labels, fleet, config, cv, progress=say)
+    bundle = fit_bundle(readings, labels, fleet, config, cv, progress=say, jobs=settings.train_jobs)
     seconds["final_fit"] = time.perf_counter() - fit_start
     version = data_version or data_hash(readings, fleet)
     bundle.metadata.update(

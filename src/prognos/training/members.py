@@ -17,11 +17,11 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,7 +29,18 @@ from numpy.typing import NDArray
 from prognos.errors import TrainingError
 from prognos.models.base import Member, ModelInput, Targets
 
-__all__ = ["FoldFit", "FoldTask", "cv_jobs", "fit_folds", "make_member"]
+__all__ = [
+    "FinalTask",
+    "FoldFit",
+    "FoldTask",
+    "cv_jobs",
+    "fit_final",
+    "fit_folds",
+    "make_member",
+]
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 # Below this many training rows the fits run in this process whatever the cores: the test fleets
 # and small demos train in seconds, less than starting two workers costs.
@@ -110,24 +121,61 @@ def _one_thread(task: FoldTask) -> FoldTask:
 def fit_folds(tasks: Iterable[FoldTask], jobs: int) -> Iterator[FoldFit]:
     """Fit every task, in this process (``jobs`` 1, in order) or in ``jobs`` worker processes of
     one thread each (results as they finish). ``tasks`` is consumed lazily, one ahead of the
-    workers, so the caller builds the next fold's inputs while the workers fit.
+    workers, so the caller builds the next fold's inputs while the workers fit."""
+    if jobs <= 1:
+        yield from map(fit_task, tasks)
+        return
+    yield from _in_workers(fit_task, (_one_thread(task) for task in tasks), jobs)
+
+
+@dataclass(frozen=True)
+class FinalTask:
+    """One member of the final model, fitted on every training row."""
+
+    member: str
+    params: dict[str, Any]
+    seed: int
+    x: ModelInput
+    y: Targets
+
+
+def fit_final(tasks: Sequence[FinalTask], jobs: int) -> dict[str, Member]:
+    """The final model's members, fitted in this process (``jobs`` 1) or side by side in worker
+    processes of one thread each. FD001, session 23: the final fit took 57 s with both members
+    in turn on two threads each, the cross-validation's fits on one thread each in two workers
+    ran 2.2x faster than in turn on two threads."""
+    if jobs <= 1:
+        return {t.member: make_member(t.member, t.params, t.seed).fit(t.x, t.y) for t in tasks}
+    return dict(_in_workers(_fit_final_in_worker, tasks, jobs))
+
+
+def _fit_final_in_worker(task: FinalTask) -> tuple[str, Member]:
+    knob = _THREAD_PARAMS.get(task.member)
+    params = task.params if knob is None else {**task.params, knob: 1}
+    member = make_member(task.member, params, task.seed).fit(task.x, task.y)
+    if knob is not None:  # served with the configured threads, not the worker's one
+        configured = make_member(task.member, task.params, task.seed).get_params()[knob]  # type: ignore[attr-defined]
+        member.set_params(**{knob: configured})  # type: ignore[attr-defined]
+    return task.member, member
+
+
+def _in_workers(fn: Callable[[T], R], tasks: Iterable[T], jobs: int) -> Iterator[R]:
+    """``fn`` over ``tasks`` in ``jobs`` worker processes, results as they finish, at most one
+    task waiting beyond the busy workers.
 
     The standard library's pool, started by "spawn" (a forked child would inherit the OpenMP
     thread pools of torch and XGBoost in an undefined state). Not joblib's loky: it restarts a
     worker whose memory grew by 300 MB since its first task as a leak, which a network fit after
     a tree fit always is, and each restart imports torch again.
     """
-    if jobs <= 1:
-        yield from map(fit_task, tasks)
-        return
     source = iter(tasks)
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
-    pending: set[Future[FoldFit]] = set()
+    pending: set[Future[R]] = set()
 
     def submit() -> None:
         task = next(source, None)
         if task is not None:
-            pending.add(pool.submit(fit_task, _one_thread(task)))
+            pending.add(pool.submit(fn, task))
 
     try:
         for _ in range(jobs + 1):
@@ -140,7 +188,7 @@ def fit_folds(tasks: Iterable[FoldTask], jobs: int) -> Iterator[FoldFit]:
                 yield future.result()
     except BrokenProcessPool as exc:
         raise TrainingError(
-            "a worker process of cross-validation died: out of memory, or a script that trains "
+            "a worker process of the training died: out of memory, or a script that trains "
             'without the `if __name__ == "__main__":` guard (worker processes start the main '
             "module anew); PROGNOS_TRAIN_JOBS=1 fits every member in this process"
         ) from exc
