@@ -75,9 +75,11 @@ def test_contributions_add_up_to_the_served_log_odds(bundle: ModelBundle, rows: 
             assert sum(c.members.values()) == pytest.approx(c.contribution, abs=1e-12)
             if c.feature in ("age", "regime"):
                 assert c.members["sequence"] == 0.0  # the network does not read them
-    # The base is the same for every full window (TreeSHAP's expected margin, IG's zero window).
+    # The base is the same for every full window (TreeSHAP's expected margin, IG's zero window),
+    # to float32 rounding: a CPU's kernels may round identical rows of one batch differently by
+    # their position in it (seen on AMD EPYC: 6e-8).
     full = [e.base for e, n in zip(explanations, rows.lengths, strict=True) if n == bundle.window]
-    assert max(full) - min(full) < 1e-9
+    assert max(full) - min(full) < 1e-6
     # Values: each channel's latest normalised value, the row's own age.
     j = rows.feature_names.index("sensor_2__value")
     first = {c.feature: c.value for c in explanations[0].contributions}

@@ -282,8 +282,10 @@ def test_batch_predict_by_ids_and_by_readings(
     ]
     latest = {p["equipment_id"]: p for p in by_readings["predictions"]}  # last per asset wins
     for p in out["predictions"]:
+        # Equal to float32 rounding: the network computes in float32, and a CPU's kernels may
+        # round a row differently by batch size (seen on AMD EPYC: 6e-8 relative).
         assert p["prediction"]["failure_probability"] == pytest.approx(
-            latest[p["equipment_id"]]["prediction"]["failure_probability"], rel=1e-9
+            latest[p["equipment_id"]]["prediction"]["failure_probability"], rel=1e-6
         )
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
     runtime.core.writer.flush(10)

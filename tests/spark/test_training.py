@@ -46,6 +46,7 @@ def test_the_network_trains_on_cut_point_windows() -> None:
     )
     names = list(pipeline.feature_names_out_)
     params = {"hidden": 8, "max_epochs": 12, "epoch_rows": 1_000, "lr": 1e-2, "device": "cpu"}
+    params["pool"] = 1  # a 20-reading window read reading by reading (the default pools 3)
     config = TrainConfig.model_validate(
         {"window": window, "members": {"sequence": {"params": params}}}
     )
