@@ -7,7 +7,7 @@ import pandas as pd
 from scipy.special import expit, logit
 
 from prognos.models.bundle import PostProcessing
-from prognos.models.selection import Scorer, alert_cost, best_subset, rul_loss
+from prognos.models.selection import alert_cost, best_subset, rul_loss
 
 
 def _oof(rng: np.random.Generator, n: int = 1500, folds: int = 5) -> pd.DataFrame:
@@ -69,51 +69,3 @@ def test_without_selection_every_member_keeps_its_fitted_weight() -> None:
         rul_cap=125, select=False,
     )  # fmt: skip
     assert post.members == ["a", "copy"] and post.rul_weights["copy"] > 0
-
-
-def _fixed_losses(per_row: dict[str, np.ndarray]) -> Scorer:
-    """A scorer that returns given per-row losses for a subset (keyed by its members' names)."""
-
-    def score(train: pd.DataFrame, held: pd.DataFrame, subset: list[str]) -> np.ndarray:
-        return per_row["+".join(subset)][held.index.to_numpy()]
-
-    return score
-
-
-def _asset_noise(rng: np.random.Generator, assets: np.ndarray) -> np.ndarray:
-    """One zero-mean offset per asset (all its rows err together), repeated on its rows."""
-    offsets = rng.normal(0, 1, assets.max() + 1)
-    return (offsets - offsets.mean())[assets]
-
-
-def test_rows_of_one_asset_count_as_one_piece_of_evidence() -> None:
-    """The pair beats one member by 0.08 a row on average, with errors shared by each asset's 20
-    cuts. Counted per row (800 rows) that is more than one standard error; per asset (40 assets)
-    it is not, so the single member is kept alone. A clear 0.3 a row keeps the pair."""
-    assets = np.repeat(np.arange(40), 20)
-    oof = pd.DataFrame({"fold": assets % 5, "asset_id": assets})
-    one = np.ones(len(oof))
-    noise = _asset_noise(np.random.default_rng(0), assets)
-    losses = {"a": one, "b": one + 1, "a+b": one - 0.08 + noise}
-    assert best_subset(oof, ["a", "b"], _fixed_losses(losses)) == ["a"]
-    assert best_subset(oof.drop(columns="asset_id"), ["a", "b"], _fixed_losses(losses)) == [
-        "a",
-        "b",
-    ]
-    losses["a+b"] = one - 0.3 + noise
-    assert best_subset(oof, ["a", "b"], _fixed_losses(losses)) == ["a", "b"]
-
-
-def test_between_close_subsets_of_one_size_the_lower_total_wins() -> None:
-    """Both single members are within the noise of the pair: the better one is kept, not the
-    one listed first."""
-    assets = np.repeat(np.arange(40), 5)
-    oof = pd.DataFrame({"fold": assets % 5, "asset_id": assets})
-    rng = np.random.default_rng(1)
-    base = rng.uniform(0, 2, len(oof))
-    losses = {
-        "a": base + 0.02 + _asset_noise(rng, assets),
-        "b": base + 0.01 + _asset_noise(rng, assets),
-        "a+b": base,
-    }
-    assert best_subset(oof, ["a", "b"], _fixed_losses(losses)) == ["b"]

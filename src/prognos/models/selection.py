@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from prognos.fleet import ASSET
 from prognos.models.ensemble import LogitStack, blend, fit_weights_rul
 
 # A candidate subset is scored on the held-out fold from parameters fitted on the other folds:
@@ -35,14 +34,13 @@ def best_subset(oof: pd.DataFrame, members: Sequence[str], score: Scorer) -> lis
 
     Every non-empty subset is cross-fitted over ``oof``'s folds (``score(train, held_out,
     subset)`` gives one loss per held-out row). The subset with the lowest total wins unless a
-    smaller one is within one standard error of it (the one-standard-error rule; between close
-    subsets of one size, the lower total), the standard error of the paired differences summed
-    per asset (``ASSET`` column; per row without it): the differences between strong members
-    are often a row or two of a hundred out-of-fold rows, and a noisy win is not worth a
-    member's serving time and the risk it carries to a new fleet. On FD002 (5,200 rows per
-    fleet) choosing the lowest total alone dropped and kept the network on alternate folds and
-    ended behind both the ensemble and XGBoost. ``oof`` needs a ``fold`` column; with fewer
-    than two folds or one member every member is kept.
+    smaller one is within one standard error of it, the standard error of the paired per-row
+    differences (the one-standard-error rule): the differences between strong members are often
+    a row or two of a hundred out-of-fold rows, and a noisy win is not worth a member's serving
+    time and the risk it carries to a new fleet. On FD002 (5,200 cut rows) choosing the
+    lowest total alone dropped and kept the network on alternate folds and ended behind both
+    the ensemble and XGBoost. ``oof`` needs a ``fold`` column; with fewer than two folds or one
+    member every member is kept.
     """
     names = list(members)
     folds = np.unique(oof["fold"].to_numpy()) if "fold" in oof else np.zeros(0)
@@ -61,20 +59,13 @@ def best_subset(oof: pd.DataFrame, members: Sequence[str], score: Scorer) -> lis
         losses.append(row_loss)
     totals = np.array([loss.sum() for loss in losses])
     best = int(np.argmin(totals))
-    # Rows of one asset (its cut points) err together, so the paired differences are summed per
-    # asset before their spread is taken: counting 20 cuts of an asset as 20 independent rows
-    # understated the standard error and let a lucky member in.
-    clusters = oof[ASSET].to_numpy() if ASSET in oof else np.arange(len(oof))
-    _, cluster = np.unique(clusters, return_inverse=True)
-    close = []
-    for i in range(len(subsets)):
-        diff = np.bincount(cluster, weights=losses[i] - losses[best])
-        margin = np.sqrt(len(diff)) * diff.std(ddof=1) if len(diff) > 1 else 0.0
-        if diff.sum() <= margin + 1e-9 * abs(totals[best]):
-            close.append(i)
-    # The smallest close subset; between subsets of one size, the lower total (not list order).
-    smallest = min(len(subsets[i]) for i in close)
-    return subsets[min((i for i in close if len(subsets[i]) == smallest), key=lambda i: totals[i])]
+    for i, subset in enumerate(subsets):  # smallest first: the first close enough wins
+        if len(subset) >= len(subsets[best]):
+            break
+        diff = losses[i] - losses[best]
+        if diff.sum() <= np.sqrt(len(diff)) * diff.std(ddof=1) + 1e-9 * abs(totals[best]):
+            return subset
+    return subsets[best]
 
 
 def rul_loss(capped: str = "rul_capped") -> Scorer:
