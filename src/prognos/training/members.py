@@ -113,9 +113,14 @@ def cv_jobs(requested: int | None, training_rows: int, members: Iterable[str]) -
     return 2
 
 
+def _one_thread_params(member: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with the member's thread setting at 1 (for a worker sharing the cores)."""
+    knob = _THREAD_PARAMS.get(member)
+    return params if knob is None else {**params, knob: 1}
+
+
 def _one_thread(task: FoldTask) -> FoldTask:
-    knob = _THREAD_PARAMS.get(task.member)
-    return task if knob is None else replace(task, params={**task.params, knob: 1})
+    return replace(task, params=_one_thread_params(task.member, task.params))
 
 
 def fit_folds(tasks: Iterable[FoldTask], jobs: int) -> Iterator[FoldFit]:
@@ -150,9 +155,9 @@ def fit_final(tasks: Sequence[FinalTask], jobs: int) -> dict[str, Member]:
 
 
 def _fit_final_in_worker(task: FinalTask) -> tuple[str, Member]:
-    knob = _THREAD_PARAMS.get(task.member)
-    params = task.params if knob is None else {**task.params, knob: 1}
+    params = _one_thread_params(task.member, task.params)
     member = make_member(task.member, params, task.seed).fit(task.x, task.y)
+    knob = _THREAD_PARAMS.get(task.member)
     if knob is not None:  # served with the configured threads, not the worker's one
         configured = make_member(task.member, task.params, task.seed).get_params()[knob]  # type: ignore[attr-defined]
         member.set_params(**{knob: configured})  # type: ignore[attr-defined]
