@@ -85,7 +85,8 @@ def model_file(root: Path) -> Path:
     from prognos.data.simulator import SimulatorConfig, simulate_fleet
     from prognos.training.config import TrainConfig
     from prognos.training.cv import cross_validate
-    from prognos.training.flow import fit_bundle, prepare
+    from prognos.training.final import fit_bundle
+    from prognos.training.flow import prepare
 
     path = root / "model.pkl"
     if path.exists():

@@ -118,3 +118,46 @@ def test_final_members_fitted_in_workers_are_those_fitted_here() -> None:
     assert there["sequence"].get_params()["threads"] is None  # type: ignore[attr-defined]
     default_jobs = members.make_member("xgboost", {}, 0).get_params()["n_jobs"]  # type: ignore[attr-defined]
     assert there["xgboost"].get_params()["n_jobs"] == default_jobs  # type: ignore[attr-defined]
+
+
+def test_a_final_fit_the_decision_drops_is_stopped_not_awaited() -> None:
+    """Final fits start before the cross-validation says which members the decision uses; one
+    it drops (a network of 10,000 epochs here) is stopped with the pool, not waited for."""
+    import time
+
+    task = _tasks(thread_params=True)[0]
+    slow = FinalTask(
+        "sequence",
+        {"max_epochs": 10_000, "patience": 10_000, "hidden": 8},
+        0,
+        task.x_train,
+        task.y_train,
+    )
+    quick = FinalTask("xgboost", {"n_estimators": 5}, 0, task.x_train, task.y_train)
+    pool = members.FitPool(2)
+    with pool:
+        pool.start_final([slow, quick])
+        fitted = pool.final([quick])
+        assert list(fitted) == ["xgboost"]
+        processes = list(pool._executor()._processes.values())  # type: ignore[union-attr]
+        start = time.perf_counter()
+    assert time.perf_counter() - start < 10
+    assert processes and not any(p.is_alive() for p in processes)
+
+
+def test_one_pool_for_the_folds_and_the_final_fits() -> None:
+    """The final fits queued behind a fold's come back as if fitted alone, and the folds' fits
+    are all there."""
+    tasks = _tasks(thread_params=True)
+    finals = [FinalTask(t.member, t.params, 0, t.x_train, t.y_train) for t in tasks]
+    alone = fit_final(finals, jobs=1)
+    with members.FitPool(2) as pool:
+        pool.start_final(finals)
+        folds = list(pool.fit_folds(tasks))
+        fitted = pool.final(finals)
+    assert sorted(f.member for f in folds) == ["sequence", "xgboost"]
+    for name, member in alone.items():
+        np.testing.assert_array_equal(
+            fitted[name].predict_rul_and_proba(tasks[0].x_val)[0],
+            member.predict_rul_and_proba(tasks[0].x_val)[0],
+        )

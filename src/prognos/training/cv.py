@@ -11,6 +11,7 @@ predictions only, so the reported ensemble figures never saw their own validatio
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 from collections.abc import Callable, Iterator
@@ -29,7 +30,7 @@ from prognos.models.base import ModelInput, Targets
 from prognos.models.bundle import PostProcessing, model_input
 from prognos.models.decision import conformal_min_rows
 from prognos.training.config import TrainConfig
-from prognos.training.members import FoldTask, cv_jobs, fit_folds
+from prognos.training.members import FitPool, FoldFit, FoldTask, cv_jobs
 
 Progress = Callable[[str], None]
 
@@ -69,13 +70,19 @@ def cross_validate(
     progress: Progress | None = None,
     groups: pd.Series | None = None,
     jobs: int | None = None,
+    pool: FitPool | None = None,
+    then: Callable[[], None] | None = None,
 ) -> CVResult:
     """Grouped K-fold over assets; returns out-of-fold predictions at random cut points.
 
     ``groups``: the physical asset of each row when an asset's lives are separate training
     assets (a retraining set), so no asset is on both sides of a fold; the asset id otherwise.
     ``jobs``: worker processes fitting the (fold, member) pairs (None: chosen by
-    :func:`~prognos.training.members.cv_jobs`).
+    :func:`~prognos.training.members.cv_jobs`), or ``pool``: the caller's workers, shared with
+    its other fits. ``then`` is called once the first fold's fits are handed to the workers, while
+    they fit: the caller queues other work (the final model's fits) behind them, ahead of the
+    other folds (the longest fits first, so that the last folds' shorter ones fill the workers
+    at the end).
     """
     say = progress or (lambda _: None)
     assets = (readings[ASSET] if groups is None else groups).to_numpy()
@@ -120,21 +127,16 @@ def cross_validate(
                 yield FoldTask(
                     fold, name, params, config.seed, x_train, targets.take(train_idx), x_val
                 )
+            if fold == 0 and then is not None:
+                then()
 
     fit_seconds = dict.fromkeys(members, 0.0)
     training_rows = len(readings) - min(len(val_idx) for _, val_idx, _ in plan)
-    for fit in fit_folds(tasks(), cv_jobs(jobs, training_rows, members)):
-        name = fit.member
-        if not (np.isfinite(fit.rul).all() and np.isfinite(fit.proba).all()):
-            # Would otherwise surface later as a bare ValueError from the weights or metrics.
-            raise ConfigError(
-                f"member {name!r} predicted non-finite values on fold {fit.fold + 1} (a diverged "
-                f"fit?): check members.{name}.params in the train config"
-            )
-        frame = frames[fit.fold]
-        frame[f"rul__{name}"], frame[f"proba__{name}"] = fit.rul, fit.proba
-        fit_seconds[name] += fit.seconds
-        say(f"fold {fit.fold + 1}/{config.folds}: {name} ({fit.seconds:.0f} s)")
+    with contextlib.ExitStack() as stack:
+        if pool is None:
+            pool = stack.enter_context(FitPool(cv_jobs(jobs, training_rows, members)))
+        for fit in pool.fit_folds(tasks()):
+            _collect(fit, frames, fit_seconds, config, say)
     oof = pd.concat([frames[fold] for fold in sorted(frames)], ignore_index=True)
     ensemble = [str(m) for m in config.ensemble if m in members]
     thresholds = cross_fit(oof, members, ensemble, config, rul_cap)
@@ -145,6 +147,27 @@ def cross_validate(
         fit_seconds=fit_seconds,
         fold_thresholds=thresholds,
     )
+
+
+def _collect(
+    fit: FoldFit,
+    frames: dict[int, pd.DataFrame],
+    fit_seconds: dict[str, float],
+    config: TrainConfig,
+    say: Progress,
+) -> None:
+    """A fitted pair's validation predictions into its fold's frame."""
+    name = fit.member
+    if not (np.isfinite(fit.rul).all() and np.isfinite(fit.proba).all()):
+        # Would otherwise surface later as a bare ValueError from the weights or metrics.
+        raise ConfigError(
+            f"member {name!r} predicted non-finite values on fold {fit.fold + 1} (a diverged "
+            f"fit?): check members.{name}.params in the train config"
+        )
+    frame = frames[fit.fold]
+    frame[f"rul__{name}"], frame[f"proba__{name}"] = fit.rul, fit.proba
+    fit_seconds[name] += fit.seconds
+    say(f"fold {fit.fold + 1}/{config.folds}: {name} ({fit.seconds:.0f} s)")
 
 
 def _fold_frame(

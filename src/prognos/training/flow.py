@@ -27,15 +27,14 @@ from prognos.data.dataset import FleetData
 from prognos.data.labels import run_to_failure_labels
 from prognos.data.validation import ValidationReport, validate_readings
 from prognos.errors import DataValidationError, LabelError
-from prognos.features import FeaturePipeline
 from prognos.fleet import ASSET, FleetSpec
-from prognos.models.base import Targets
-from prognos.models.bundle import ModelBundle, PostProcessing, model_input
+from prognos.models.bundle import ModelBundle
 from prognos.registry import pyfunc, versions
 from prognos.registry.tracking import connect
 from prognos.training.config import TrainConfig
 from prognos.training.cv import CVResult, cross_validate
-from prognos.training.members import FinalTask, cv_jobs, fit_final, make_member
+from prognos.training.final import FinalInputs, fit_bundle
+from prognos.training.members import FitPool, cv_jobs, make_member
 from prognos.training.plots import write_plots
 from prognos.training.report import band_coverage, headline, metrics_table, regime_slices
 from prognos.training.snapshot import prepare_snapshot, record_snapshot
@@ -85,52 +84,6 @@ def prepare(
         horizon=config.horizon or fleet.labels.horizon,
     )
     return readings, labels, result.report, fleet
-
-
-def fit_bundle(
-    readings: pd.DataFrame,
-    labels: pd.DataFrame,
-    fleet: FleetSpec,
-    config: TrainConfig,
-    cv: CVResult,
-    progress: Progress | None = None,
-    jobs: int | None = None,
-) -> ModelBundle:
-    """The final model: post-processing from the CV, and every member it uses refitted on all
-    assets (side by side in worker processes where the CV's fits would be: ``jobs``)."""
-    say = progress or (lambda _: None)
-    pipeline = FeaturePipeline(fleet, config.features).fit(readings)
-    X = model_input(pipeline, readings, config.window)
-    y = Targets(
-        rul=labels["rul_capped"].to_numpy(dtype=np.float64),
-        failed=labels["failure_within_h"].to_numpy(dtype=np.int64),
-    )
-    post = PostProcessing.fit(
-        cv.oof,
-        cv.ensemble,
-        coverage=config.coverage,
-        cost_missed=config.costs.missed_failure,
-        cost_false_alarm=config.costs.false_alarm,
-        select=config.select_members,
-        rul_cap=float(config.rul_cap or fleet.labels.rul_cap),
-    )
-    tasks = [  # a member with weight and slope 0 is not refitted
-        FinalTask(name, config.members[name].params, config.seed, X, y)  # type: ignore[index]
-        for name in post.members
-    ]
-    for task in tasks:
-        say(f"final fit: {task.member}")
-    fitted = fit_final(tasks, cv_jobs(jobs, len(readings), post.members))
-    members = {name: fitted[name] for name in post.members}  # not in the order they finished
-    return ModelBundle(
-        fleet=fleet,
-        pipeline=pipeline,
-        window=config.window,
-        horizon=int(config.horizon or fleet.labels.horizon),
-        rul_cap=float(config.rul_cap or fleet.labels.rul_cap),
-        members=members,
-        post=post,
-    )
 
 
 def data_hash(readings: pd.DataFrame, fleet: FleetSpec) -> str:
@@ -235,16 +188,39 @@ def train_labelled(
     start = time.perf_counter() if started is None else started
     name = name or fleet.name
     say("cross-validation")
-    cv = cross_validate(
-        readings, labels, fleet, config, progress=say, groups=groups, jobs=settings.train_jobs
-    )
-    seconds["cross_validation"] = time.perf_counter() - start
-    costs = config.costs
-    table = metrics_table(cv, costs.missed_failure, costs.false_alarm)
-    slices, warnings = regime_slices(cv) if cv.ensemble else (pd.DataFrame(), [])
-    fit_start = time.perf_counter()
-    bundle = fit_bundle(readings, labels, fleet, config, cv, progress=say, jobs=settings.train_jobs)
-    seconds["final_fit"] = time.perf_counter() - fit_start
+    members = config.active_members()
+    ahead: list[FinalInputs] = []
+
+    def start_final() -> None:
+        # The final members do not depend on the CV's results (only which of them the decision
+        # uses does), so their fits queue behind the first fold's; one the decision then drops
+        # is stopped (FitPool.final).
+        say("final fit: queued beside the cross-validation")
+        ahead.append(FinalInputs.build(readings, labels, fleet, config))
+        pool.start_final(ahead[0].tasks(config, [m for m in config.ensemble if m in members]))
+
+    with FitPool(cv_jobs(settings.train_jobs, len(readings), members)) as pool:
+        cv = cross_validate(
+            readings,
+            labels,
+            fleet,
+            config,
+            progress=say,
+            groups=groups,
+            pool=pool,
+            then=start_final,
+        )
+        # Includes the final fits that finished beside the folds' (final_fit: the rest).
+        seconds["cross_validation"] = time.perf_counter() - start
+        costs = config.costs
+        table = metrics_table(cv, costs.missed_failure, costs.false_alarm)
+        slices, warnings = regime_slices(cv) if cv.ensemble else (pd.DataFrame(), [])
+        fit_start = time.perf_counter()
+        inputs = next(iter(ahead), None)
+        bundle = fit_bundle(
+            readings, labels, fleet, config, cv, progress=say, pool=pool, inputs=inputs
+        )
+        seconds["final_fit"] = time.perf_counter() - fit_start
     version = data_version or data_hash(readings, fleet)
     bundle.metadata.update(
         {

@@ -14,14 +14,15 @@ seconds), and so does a network on CUDA (one GPU is not shared by two fits).
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -31,6 +32,7 @@ from prognos.models.base import Member, ModelInput, Targets
 
 __all__ = [
     "FinalTask",
+    "FitPool",
     "FoldFit",
     "FoldTask",
     "cv_jobs",
@@ -38,9 +40,6 @@ __all__ = [
     "fit_folds",
     "make_member",
 ]
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 # Below this many training rows the fits run in this process whatever the cores: the test fleets
 # and small demos train in seconds, less than starting two workers costs.
@@ -123,16 +122,6 @@ def _one_thread(task: FoldTask) -> FoldTask:
     return replace(task, params=_one_thread_params(task.member, task.params))
 
 
-def fit_folds(tasks: Iterable[FoldTask], jobs: int) -> Iterator[FoldFit]:
-    """Fit every task, in this process (``jobs`` 1, in order) or in ``jobs`` worker processes of
-    one thread each (results as they finish). ``tasks`` is consumed lazily, one ahead of the
-    workers, so the caller builds the next fold's inputs while the workers fit."""
-    if jobs <= 1:
-        yield from map(fit_task, tasks)
-        return
-    yield from _in_workers(fit_task, (_one_thread(task) for task in tasks), jobs)
-
-
 @dataclass(frozen=True)
 class FinalTask:
     """One member of the final model, fitted on every training row."""
@@ -144,14 +133,125 @@ class FinalTask:
     y: Targets
 
 
+def fit_folds(tasks: Iterable[FoldTask], jobs: int) -> Iterator[FoldFit]:
+    """:meth:`FitPool.fit_folds` in a pool of its own."""
+    with FitPool(jobs) as pool:
+        yield from pool.fit_folds(tasks)
+
+
 def fit_final(tasks: Sequence[FinalTask], jobs: int) -> dict[str, Member]:
-    """The final model's members, fitted in this process (``jobs`` 1) or side by side in worker
-    processes of one thread each. FD001, session 23: the final fit took 57 s with both members
-    in turn on two threads each, the cross-validation's fits on one thread each in two workers
-    ran 2.2x faster than in turn on two threads."""
-    if jobs <= 1:
-        return {t.member: make_member(t.member, t.params, t.seed).fit(t.x, t.y) for t in tasks}
-    return dict(_in_workers(_fit_final_in_worker, tasks, jobs))
+    """:meth:`FitPool.final` in a pool of its own: the members side by side in ``jobs`` workers."""
+    with FitPool(jobs) as pool:
+        pool.start_final(tasks)
+        return pool.final(tasks)
+
+
+class FitPool:
+    """The worker processes of one training, shared by the cross-validation's fits and the final
+    model's, which do not depend on each other: the final members are queued as soon as the last
+    fold's fits are handed out (:meth:`start_final`) and fill the workers that the last folds
+    leave idle. FD001, session 24: the final fit took 33 s after a 109 s cross-validation, with
+    one worker idle through most of the last folds' network fit and the final XGBoost fit.
+
+    ``jobs`` 1 fits everything in this process, in order, when asked (nothing ahead of time).
+    Final fits started for members the decision then does not use (:meth:`final` is told which)
+    are dropped: cancelled, or their worker stopped when the pool closes.
+    """
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = max(1, jobs)
+        self._pool: ProcessPoolExecutor | None = None
+        self._final: dict[str, Future[tuple[str, Member]]] = {}
+        self._folds: set[Future[FoldFit]] = set()
+        self._dropped: list[Future[tuple[str, Member]]] = []
+
+    def __enter__(self) -> FitPool:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def fit_folds(self, tasks: Iterable[FoldTask]) -> Iterator[FoldFit]:
+        """Fit every task, in this process (``jobs`` 1, in order) or in the workers, one thread
+        each (results as they finish). ``tasks`` is consumed lazily, one ahead of the workers,
+        so the caller builds the next fold's inputs while the workers fit."""
+        if self.jobs == 1:
+            yield from map(fit_task, tasks)
+            return
+        pool = self._executor()
+        source = (_one_thread(task) for task in tasks)
+        pending = self._folds
+
+        def submit() -> None:
+            task = next(source, None)
+            if task is not None:
+                pending.add(pool.submit(fit_task, task))
+
+        with _translated():
+            for _ in range(self.jobs + 1):
+                submit()
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    pending.discard(future)
+                    submit()
+                    yield future.result()
+
+    def start_final(self, tasks: Sequence[FinalTask]) -> None:
+        """Queue the final model's fits behind the work already queued (no-op with one job)."""
+        if self.jobs == 1:
+            return
+        pool = self._executor()
+        for task in tasks:
+            if task.member not in self._final:
+                self._final[task.member] = pool.submit(_fit_final_in_worker, task)
+
+    def final(self, tasks: Sequence[FinalTask]) -> dict[str, Member]:
+        """The fitted members of ``tasks``: those started ahead awaited, the others fitted now
+        (in the workers, or in this process with one job); started fits of other members are
+        dropped."""
+        wanted = {task.member for task in tasks}
+        for member in set(self._final) - wanted:
+            dropped = self._final.pop(member)
+            if not dropped.cancel():  # running: stopped with the pool
+                self._dropped.append(dropped)
+        if self.jobs == 1:
+            return {t.member: make_member(t.member, t.params, t.seed).fit(t.x, t.y) for t in tasks}
+        self.start_final(tasks)
+        with _translated():
+            return dict(self._final.pop(task.member).result() for task in tasks)
+
+    def close(self) -> None:
+        """Stop the workers, those still fitting what nobody awaits included."""
+        if self._pool is None:
+            return
+        pool, self._pool = self._pool, None
+        running: list[Future[Any]] = [*self._final.values(), *self._dropped, *self._folds]
+        if any(not future.done() for future in running):
+            # Dropped fits (final ones not used, folds of a failed cross-validation) may run for
+            # a minute more, and a pool's shutdown waits for them. Python 3.14 has
+            # terminate_workers(); before it, the processes are reached through _processes.
+            terminate = getattr(pool, "terminate_workers", None)
+            if terminate is not None:
+                terminate()
+            else:
+                for process in list((getattr(pool, "_processes", None) or {}).values()):
+                    process.terminate()
+        self._final.clear()
+        self._folds.clear()
+        self._dropped.clear()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+    def _executor(self) -> ProcessPoolExecutor:
+        """Started by "spawn" (a forked child would inherit the OpenMP thread pools of torch and
+        XGBoost in an undefined state). Not joblib's loky: it restarts a worker whose memory grew
+        by 300 MB since its first task as a leak, which a network fit after a tree fit always
+        is, and each restart imports torch again."""
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                self.jobs, mp_context=multiprocessing.get_context("spawn")
+            )
+        return self._pool
 
 
 def _fit_final_in_worker(task: FinalTask) -> tuple[str, Member]:
@@ -164,38 +264,14 @@ def _fit_final_in_worker(task: FinalTask) -> tuple[str, Member]:
     return task.member, member
 
 
-def _in_workers(fn: Callable[[T], R], tasks: Iterable[T], jobs: int) -> Iterator[R]:
-    """``fn`` over ``tasks`` in ``jobs`` worker processes, results as they finish, at most one
-    task waiting beyond the busy workers.
-
-    The standard library's pool, started by "spawn" (a forked child would inherit the OpenMP
-    thread pools of torch and XGBoost in an undefined state). Not joblib's loky: it restarts a
-    worker whose memory grew by 300 MB since its first task as a leak, which a network fit after
-    a tree fit always is, and each restart imports torch again.
-    """
-    source = iter(tasks)
-    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
-    pending: set[Future[R]] = set()
-
-    def submit() -> None:
-        task = next(source, None)
-        if task is not None:
-            pending.add(pool.submit(fn, task))
-
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """A dead worker is the training's error, with its likely causes."""
     try:
-        for _ in range(jobs + 1):
-            submit()
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                pending.discard(future)
-                submit()
-                yield future.result()
+        yield
     except BrokenProcessPool as exc:
         raise TrainingError(
             "a worker process of the training died: out of memory, or a script that trains "
             'without the `if __name__ == "__main__":` guard (worker processes start the main '
             "module anew); PROGNOS_TRAIN_JOBS=1 fits every member in this process"
         ) from exc
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
