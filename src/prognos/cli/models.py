@@ -135,7 +135,7 @@ def train(
     out.print(f"registered [bold]{escape(outcome.name)}[/] version {outcome.version}: {verdict}")
     out.print(
         f"took {outcome.seconds['total']:.0f} s (cross-validation "
-        f"{outcome.seconds['cross_validation']:.0f} s, final fit "
+        f"{outcome.seconds['cross_validation']:.0f} s, final fit after it "
         f"{outcome.seconds['final_fit']:.0f} s); run {outcome.run_id}"
     )
     out.print(
