@@ -7,7 +7,7 @@ import pandas as pd
 from scipy.special import expit, logit
 
 from prognos.models.bundle import PostProcessing
-from prognos.models.selection import alert_cost, alert_loss, best_subset, rul_loss
+from prognos.models.selection import alert_cost, best_subset, rul_loss
 
 
 def _oof(rng: np.random.Generator, n: int = 1500, folds: int = 5) -> pd.DataFrame:
@@ -40,36 +40,28 @@ def test_a_member_that_adds_nothing_is_dropped_and_complementary_ones_are_kept()
     assert best_subset(oof, ["a", "b"], cost) == ["a", "b"]
     assert best_subset(oof, ["copy", "a"], rul_loss()) == ["a"]
     assert best_subset(oof, ["copy", "a"], cost) == ["a"]
-    smooth = alert_loss(0.038, 50_000, 2_000)
-    assert best_subset(oof, ["a", "b"], smooth) == ["a", "b"]
-    assert best_subset(oof, ["copy", "a"], smooth) == ["a"]
+    assert best_subset(oof, ["a", "b"], cost, prefer="all") == ["a", "b"]
 
 
-def test_the_smoothed_alert_loss_is_the_cost_at_its_threshold_without_its_cliff() -> None:
-    """Spread 1 is the cost at the threshold itself; with the default spread a failed row's loss
-    falls smoothly as its calibrated probability rises through the threshold (the exact cost
-    steps by 50,000 there), a healthy row's rises, and rows far from it cost about what the
-    exact cost says."""
-    from prognos.models.ensemble import LogitStack
+def test_within_the_noise_the_probability_keeps_every_member() -> None:
+    """ "fewest" lets a difference within one standard error fall to fewer members, "all" to every
+    member; a subset better by more than the noise wins either way."""
+    rng = np.random.default_rng(0)
+    oof = pd.DataFrame({"fold": np.repeat(np.arange(5), 200)})
+    noise = rng.normal(0, 1, len(oof))
 
-    threshold = 2_000 / 52_000
-    train = _oof(np.random.default_rng(1))
-    stack = LogitStack().fit({"a": train["proba__a"].to_numpy()}, train["failed"].to_numpy())
-    # Inputs whose calibrated probabilities run from far below to far above the threshold.
-    grid = np.geomspace(1e-4, 0.9, 400)
-    calibrated = stack.predict({"a": grid})
-    proba = np.interp(np.geomspace(threshold / 20, 0.9, 60), calibrated, grid)
-    held = pd.DataFrame({"proba__a": np.concatenate([proba, proba]), "failed": [1] * 60 + [0] * 60})
-    exact = alert_cost(threshold, 50_000, 2_000)(train, held, ["a"])
-    once = alert_loss(threshold, 50_000, 2_000, spread=1.0)(train, held, ["a"])
-    np.testing.assert_allclose(once, exact)
-    smooth = alert_loss(threshold, 50_000, 2_000)(train, held, ["a"])
-    failed, healthy = smooth[:60], smooth[60:]
-    assert np.all(np.diff(failed) <= 0) and np.all(np.diff(healthy) >= 0)
-    assert np.max(np.abs(np.diff(exact[:60]))) == 50_000
-    assert np.max(np.abs(np.diff(failed))) < 5_000
-    assert failed[0] > 0.9 * 50_000 and failed[-1] == 0.0
-    assert healthy[0] == 0.0 and 2_000 <= healthy[-1] < 2 * 2_000
+    def close(train: pd.DataFrame, held: pd.DataFrame, subset: list[str]) -> np.ndarray:
+        # The pair is better on average, by less than one standard error (about 22 here).
+        base = noise[held.index] ** 2
+        return base - (0.005 if len(subset) == 2 else 0.0) + rng.normal(0, 0.5, len(held))
+
+    def harmful(train: pd.DataFrame, held: pd.DataFrame, subset: list[str]) -> np.ndarray:
+        return np.full(len(held), 1.0 if "bad" in subset else 0.0) + rng.normal(0, 0.1, len(held))
+
+    assert len(best_subset(oof, ["a", "b"], close)) == 1
+    assert best_subset(oof, ["a", "b"], close, prefer="all") == ["a", "b"]
+    assert best_subset(oof, ["a", "bad"], harmful, prefer="all") == ["a"]
+    assert best_subset(oof, ["a", "bad"], harmful) == ["a"]
 
 
 def test_the_fitted_decision_gives_dropped_members_weight_and_slope_zero() -> None:

@@ -20,7 +20,7 @@ from prognos.models.decision import (
     f2_optimal_threshold,
 )
 from prognos.models.ensemble import LogitStack, blend, fit_weights_rul
-from prognos.models.selection import alert_loss, best_subset, rul_loss
+from prognos.models.selection import alert_cost, best_subset, rul_loss
 
 PREDICTION_COLUMNS = [
     "asset_id",
@@ -95,8 +95,8 @@ class PostProcessing:
         for_rul, for_alert = list(members), list(members)
         if select:
             for_rul = best_subset(oof, members, rul_loss())
-            cost = alert_loss(threshold, cost_missed, cost_false_alarm)
-            for_alert = best_subset(oof, members, cost)
+            cost = alert_cost(threshold, cost_missed, cost_false_alarm)
+            for_alert = best_subset(oof, members, cost, prefer="all")
         chosen = fit_weights_rul({m: rul[m] for m in for_rul}, capped)
         rul_weights = {m: chosen.get(m, 0.0) for m in members}
         stack = LogitStack().fit({m: proba[m] for m in for_alert}, failed)

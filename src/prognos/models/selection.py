@@ -8,15 +8,28 @@ cross-fitted expected cost came out at 216,000 against 174,000 for XGBoost alone
 candidate subset is itself cross-fitted over the out-of-fold rows' folds (fit on the other folds,
 score the held-out one, the same protocol as the reported figures) and scored by what the
 decision is judged on: expected cost of the alerts for the probability, squared error for the
-RUL. The smallest subset within one standard error of the best (:func:`best_subset`) is
-refitted on all rows; members outside it get weight and slope 0, so the
+RUL. A difference within one standard error is noise, and :func:`best_subset` lets it fall to
+the fewest members for the RUL blend and to every member for the probability (below); the
+chosen subset is refitted on all rows, members outside it get weight and slope 0, so the
 learned parameters say when a member is better alone.
+
+Why the probability keeps every member unless fewer are clearly better: the alerts' cost of a
+few thousand cut rows turns on a handful of borderline rows (one missed failure costs as much as
+25 needless inspections), so choosing the fewest members within the noise flipped between
+members of near-equal cost fold by fold, and a fold that got the wrong one paid for it. On seven
+cross-validations (FD001 seeds 0-3, FD002 seeds 0-2; saved out-of-fold predictions re-scored,
+session 24) the ensemble's expected cost against its best member's was +0, +62,000, -16,000,
+-100,000, -108,000, -4,000, +102,000 with the fewest members, and +2,000, +14,000, -70,000,
+-150,000, -66,000, -54,000, -6,000 keeping every member within the noise (in total -64,000 and
+-330,000); its Brier score was below the best member's on all seven (three with the fewest).
+For the RUL blend both rules chose the same on all seven.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -29,18 +42,23 @@ from prognos.models.ensemble import LogitStack, blend, fit_weights_rul
 Scorer = Callable[[pd.DataFrame, pd.DataFrame, list[str]], NDArray[np.float64]]
 
 
-def best_subset(oof: pd.DataFrame, members: Sequence[str], score: Scorer) -> list[str]:
-    """The smallest subset of ``members`` whose cross-fitted loss is not clearly above the best.
+def best_subset(
+    oof: pd.DataFrame,
+    members: Sequence[str],
+    score: Scorer,
+    prefer: Literal["fewest", "all"] = "fewest",
+) -> list[str]:
+    """The subset of ``members`` whose cross-fitted loss is best beyond the noise.
 
     Every non-empty subset is cross-fitted over ``oof``'s folds (``score(train, held_out,
-    subset)`` gives one loss per held-out row). The subset with the lowest total wins unless a
-    smaller one is within one standard error of it, the standard error of the paired per-row
-    differences (the one-standard-error rule): the differences between strong members are often
-    a row or two of a hundred out-of-fold rows, and a noisy win is not worth a member's serving
-    time and the risk it carries to a new fleet. On FD002 (5,200 cut rows) choosing the
-    lowest total alone dropped and kept the network on alternate folds and ended behind both
-    the ensemble and XGBoost. ``oof`` needs a ``fold`` column; with fewer than two folds or one
-    member every member is kept.
+    subset)`` gives one loss per held-out row), and the noise is one standard error of the
+    paired per-row differences against the lowest total. ``prefer`` says where a difference
+    within it falls: "fewest", the smallest subset within one standard error of the best (the
+    one-standard-error rule: a noisy win is not worth a member's serving time and the risk it
+    carries to a new fleet; on FD002 the lowest total alone dropped and kept the network on
+    alternate folds); "all", every member unless the best subset beats them by more than one
+    standard error (for the probability: see the module's note). ``oof`` needs a ``fold``
+    column; with fewer than two folds or one member every member is kept.
     """
     names = list(members)
     folds = np.unique(oof["fold"].to_numpy()) if "fold" in oof else np.zeros(0)
@@ -59,11 +77,17 @@ def best_subset(oof: pd.DataFrame, members: Sequence[str], score: Scorer) -> lis
         losses.append(row_loss)
     totals = np.array([loss.sum() for loss in losses])
     best = int(np.argmin(totals))
+
+    def within_noise(i: int) -> bool:
+        diff = losses[i] - losses[best]
+        return bool(diff.sum() <= np.sqrt(len(diff)) * diff.std(ddof=1) + 1e-9 * abs(totals[best]))
+
+    if prefer == "all":
+        return names if within_noise(len(subsets) - 1) else subsets[best]
     for i, subset in enumerate(subsets):  # smallest first: the first close enough wins
         if len(subset) >= len(subsets[best]):
             break
-        diff = losses[i] - losses[best]
-        if diff.sum() <= np.sqrt(len(diff)) * diff.std(ddof=1) + 1e-9 * abs(totals[best]):
+        if within_noise(i):
             return subset
     return subsets[best]
 
@@ -89,41 +113,6 @@ def alert_cost(threshold: float, cost_missed: float, cost_false_alarm: float) ->
         return np.where(failed & ~alert, cost_missed, 0.0) + np.where(
             ~failed & alert, cost_false_alarm, 0.0
         )
-
-    return score
-
-
-def alert_loss(
-    threshold: float, cost_missed: float, cost_false_alarm: float, spread: float = 2.0
-) -> Scorer:
-    """The alerts' cost, per row, averaged over thresholds around ``threshold``: what the stack's
-    subset is chosen by.
-
-    The thresholds lie log-evenly from ``threshold / spread`` to ``threshold * spread``; at
-    threshold t a missed failure costs ``1 - t`` and a needless alert ``t`` (the costs for which t
-    is the right threshold), scaled so that at ``threshold`` itself the row costs what
-    :func:`alert_cost` charges. A mixture of such losses is a proper scoring rule (Schervish's
-    representation) that judges the probabilities near where the decision is taken rather than
-    only on which side of one threshold each row fell: there a single borderline row (a missed
-    failure costs 25 needless alerts) decided the subset.
-
-    Measured on five cross-validations (FD001 seeds 0-2, FD002 seeds 0-1; saved out-of-fold
-    predictions re-scored, session 24), the ensemble's expected cost against its best member's:
-    the one threshold +0, +62,000, -16,000, -100,000, -108,000; spread 2 +2,000 (one needless
-    inspection), +0, -14,000, -140,000, +0; totals 1,954,000 and 1,964,000 against 2,116,000 for
-    the best members. Wider spreads were worse (spread 5: 2,256,000, FD001 seed 2 142,000 above
-    its best member), and so were log loss and the Brier score (all thresholds; session 23).
-    """
-    grid = threshold * np.geomspace(1.0 / spread, spread, 41)
-    scale = cost_missed + cost_false_alarm
-
-    def score(train: pd.DataFrame, held: pd.DataFrame, subset: list[str]) -> NDArray[np.float64]:
-        stack = LogitStack().fit(_columns(train, "proba", subset), train["failed"].to_numpy())
-        p = stack.predict(_columns(held, "proba", subset))[:, None]
-        failed = held["failed"].to_numpy().astype(bool)[:, None]
-        t = grid[None, :]
-        loss = np.where(failed & (p < t), 1.0 - t, 0.0) + np.where(~failed & (p >= t), t, 0.0)
-        return np.asarray(loss.mean(axis=1) * scale, dtype=np.float64)
 
     return score
 
