@@ -13,7 +13,18 @@ from prognos.fleet import ASSET
 from prognos.models.base import Targets
 from prognos.models.bundle import model_input
 from prognos.training import members
-from prognos.training.members import FinalTask, FoldTask, cv_jobs, fit_final, fit_folds
+from prognos.training.members import FinalTask, FitPool, FoldTask, cv_jobs
+
+
+def fit_folds(tasks: list[FoldTask], jobs: int) -> list[members.FoldFit]:
+    with FitPool(jobs) as pool:
+        return list(pool.fit_folds(tasks))
+
+
+def fit_final(tasks: list[FinalTask], jobs: int) -> dict[str, members.Member]:
+    with FitPool(jobs) as pool:
+        pool.start_final(tasks)
+        return pool.final(tasks)
 
 
 def _tasks(thread_params: bool) -> list[FoldTask]:
@@ -92,7 +103,7 @@ def test_a_worker_that_dies_is_a_training_error() -> None:
     task = _tasks(thread_params=True)[0]
     dying = FoldTask(0, "xgboost", {}, 0, _KillsItsProcess(), task.y_train, task.x_val)  # type: ignore[arg-type]
     with pytest.raises(TrainingError, match="a worker process of the training died"):
-        list(fit_folds([dying, task], jobs=2))
+        fit_folds([dying, task], jobs=2)
 
 
 def test_final_members_fitted_in_workers_are_those_fitted_here() -> None:

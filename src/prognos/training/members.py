@@ -36,8 +36,6 @@ __all__ = [
     "FoldFit",
     "FoldTask",
     "cv_jobs",
-    "fit_final",
-    "fit_folds",
     "make_member",
 ]
 
@@ -131,19 +129,6 @@ class FinalTask:
     seed: int
     x: ModelInput
     y: Targets
-
-
-def fit_folds(tasks: Iterable[FoldTask], jobs: int) -> Iterator[FoldFit]:
-    """:meth:`FitPool.fit_folds` in a pool of its own."""
-    with FitPool(jobs) as pool:
-        yield from pool.fit_folds(tasks)
-
-
-def fit_final(tasks: Sequence[FinalTask], jobs: int) -> dict[str, Member]:
-    """:meth:`FitPool.final` in a pool of its own: the members side by side in ``jobs`` workers."""
-    with FitPool(jobs) as pool:
-        pool.start_final(tasks)
-        return pool.final(tasks)
 
 
 class FitPool:
