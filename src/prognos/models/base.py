@@ -8,10 +8,13 @@ channel vectors of each row's asset (the sequence network). Both come from one f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Self
+from typing import TYPE_CHECKING, Protocol, Self
 
 import numpy as np
 from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,15 @@ class Targets:
 
     rul: NDArray[np.float64]
     failed: NDArray[np.int64]
+
+    @classmethod
+    def of(cls, labels: pd.DataFrame) -> Targets:
+        """From labelled rows (``rul_capped`` and ``failure_within_h``, as
+        :func:`~prognos.data.labels.run_to_failure_labels` writes them)."""
+        return cls(
+            rul=labels["rul_capped"].to_numpy(dtype=np.float64),
+            failed=labels["failure_within_h"].to_numpy(dtype=np.int64),
+        )
 
     def take(self, rows: NDArray[np.intp]) -> Targets:
         return Targets(rul=self.rul[rows], failed=self.failed[rows])

@@ -54,10 +54,7 @@ def cut_point_input(
         lengths=lengths,
         groups=groups.to_numpy(),
     )
-    y = Targets(
-        rul=rows["rul_capped"].to_numpy(dtype=np.float64),
-        failed=rows["failure_within_h"].to_numpy(dtype=np.int64),
-    )
+    y = Targets.of(rows)
     return X, y
 
 

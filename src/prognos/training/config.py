@@ -130,3 +130,8 @@ class TrainConfig(BaseModel):
 
     def active_members(self) -> list[str]:
         return [str(name) for name, member in self.members.items() if member.enabled]
+
+    def ensemble_members(self) -> list[str]:
+        """The ensemble's members that are enabled, in the ensemble's order."""
+        active = self.active_members()
+        return [str(name) for name in self.ensemble if name in active]

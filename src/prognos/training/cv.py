@@ -93,10 +93,7 @@ def cross_validate(
             "lower 'folds' in the train config or add assets"
         )
     rul_cap = float(config.rul_cap or fleet.labels.rul_cap)
-    targets = Targets(
-        rul=labels["rul_capped"].to_numpy(dtype=np.float64),
-        failed=labels["failure_within_h"].to_numpy(dtype=np.int64),
-    )
+    targets = Targets.of(labels)
     members = config.active_members()
     splitter = GroupKFold(n_splits=config.folds, shuffle=True, random_state=config.seed)
     # Folds and cut rows first (cheap, no model): whether the folds can be cross-fitted is known
@@ -138,7 +135,7 @@ def cross_validate(
         for fit in pool.fit_folds(tasks()):
             _collect(fit, frames, fit_seconds, config, say)
     oof = pd.concat([frames[fold] for fold in sorted(frames)], ignore_index=True)
-    ensemble = [str(m) for m in config.ensemble if m in members]
+    ensemble = config.ensemble_members()
     thresholds = cross_fit(oof, members, ensemble, config, rul_cap)
     return CVResult(
         oof=oof,

@@ -7,7 +7,6 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from prognos.features import FeaturePipeline
@@ -34,10 +33,7 @@ class FinalInputs:
         cls, readings: pd.DataFrame, labels: pd.DataFrame, fleet: FleetSpec, config: TrainConfig
     ) -> FinalInputs:
         pipeline = FeaturePipeline(fleet, config.features).fit(readings)
-        y = Targets(
-            rul=labels["rul_capped"].to_numpy(dtype=np.float64),
-            failed=labels["failure_within_h"].to_numpy(dtype=np.int64),
-        )
+        y = Targets.of(labels)
         return cls(pipeline, model_input(pipeline, readings, config.window), y)
 
     def tasks(self, config: TrainConfig, members: list[str]) -> list[FinalTask]:

@@ -197,7 +197,7 @@ def train_labelled(
         # is stopped (FitPool.final).
         say("final fit: queued beside the cross-validation")
         ahead.append(FinalInputs.build(readings, labels, fleet, config))
-        pool.start_final(ahead[0].tasks(config, [m for m in config.ensemble if m in members]))
+        pool.start_final(ahead[0].tasks(config, config.ensemble_members()))
 
     with FitPool(cv_jobs(settings.train_jobs, len(readings), members)) as pool:
         cv = cross_validate(
